@@ -1,0 +1,74 @@
+"""Settings, built once from flags and the environment and passed in explicitly.
+
+Nothing reads the environment at import time; ``Settings.from_env`` is called by the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 9000
+    account_id: str = "123456789012"
+    default_region: str = "us-east-1"
+    # Credentials; None means "load or generate under data_dir".
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    # How long an idle warm environment is kept before it is reclaimed.
+    idle_timeout_s: float = 300.0
+    # Interpreters by runtime identifier override discovery (e.g. {"python3.12": "/usr/bin/python3.12"}).
+    interpreters: Mapping[str, str] = field(default_factory=dict)
+    log_level: str = "info"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "lamina.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.data_dir / "code"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Per-server-run scratch: environment /tmp dirs, sockets. Wiped at start."""
+        return self.data_dir / "run"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``LAMINA_*`` variables, then explicit overrides (CLI flags) on top."""
+        e = os.environ if env is None else env
+        values: dict[str, object] = {
+            "data_dir": Path(e.get("LAMINA_DATA_DIR", ".lamina")),
+            "account_id": e.get("LAMINA_ACCOUNT_ID", cls.account_id),
+            "default_region": e.get("LAMINA_REGION", cls.default_region),
+            "access_key_id": e.get("LAMINA_ACCESS_KEY_ID") or None,
+            "secret_access_key": e.get("LAMINA_SECRET_ACCESS_KEY") or None,
+            "idle_timeout_s": float(e.get("LAMINA_IDLE_TIMEOUT", cls.idle_timeout_s)),
+        }
+        interp = {}
+        for key, val in e.items():
+            # LAMINA_PYTHON_3_12=/usr/bin/python3.12 pins the interpreter for python3.12
+            if key.startswith("LAMINA_PYTHON_") and val:
+                interp["python" + key[len("LAMINA_PYTHON_") :].replace("_", ".")] = val
+        values["interpreters"] = interp
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["data_dir"] = Path(str(values["data_dir"])).resolve()
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):
+            raise ValueError(f"account id must be 12 digits, got {settings.account_id!r}")
+        return settings

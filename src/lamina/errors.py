@@ -1,0 +1,98 @@
+"""Every AWS error lamina can answer: one table, one exception type, rendered in one place.
+
+Handlers raise ``AwsError(code, message)``; the HTTP layer turns it into AWS's wire shape.  The
+table holds what is fixed per code (HTTP status, ``Type``) so a handler cannot get them wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# code -> (HTTP status, Lambda's "Type" field: "User" for caller mistakes, "Service" for ours)
+ERROR_TABLE: dict[str, tuple[int, str]] = {
+    # authentication (SigV4)
+    "MissingAuthenticationTokenException": (403, "User"),
+    "UnrecognizedClientException": (403, "User"),
+    "InvalidSignatureException": (403, "User"),
+    "AccessDeniedException": (403, "User"),
+    "IncompleteSignatureException": (400, "User"),
+    # request shape / validation
+    "ValidationException": (400, "User"),
+    "InvalidParameterValueException": (400, "User"),
+    "InvalidRequestContentException": (400, "User"),
+    "UnsupportedMediaTypeException": (415, "User"),
+    "RequestTooLargeException": (413, "User"),
+    "SerializedRequestEntityTooLargeException": (413, "User"),
+    "InvalidZipFileException": (502, "User"),
+    "CodeStorageExceededException": (400, "User"),
+    "InvalidRuntimeException": (502, "User"),
+    # resources
+    "ResourceNotFoundException": (404, "User"),
+    "ResourceConflictException": (409, "User"),
+    "ResourceInUseException": (400, "User"),
+    "ResourceNotReadyException": (502, "Service"),
+    "PreconditionFailedException": (412, "User"),
+    "TooManyRequestsException": (429, "User"),
+    # routing / not implemented
+    "UnknownOperationException": (404, "User"),
+    "NotImplementedException": (501, "User"),
+    # ours
+    "ServiceException": (500, "Service"),
+}
+
+
+@dataclass
+class AwsError(Exception):
+    """An error with AWS's code; ``fields`` adds members of the error shape (e.g. ``Reason``)."""
+
+    code: str
+    message: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.code}: {self.message}")
+
+    @property
+    def status(self) -> int:
+        return ERROR_TABLE.get(self.code, (400, "User"))[0]
+
+    @property
+    def error_type(self) -> str:
+        return ERROR_TABLE.get(self.code, (400, "User"))[1]
+
+
+def render_rest_json(err: AwsError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """AWS Lambda's (rest-json) error: code in ``x-amzn-ErrorType``, body with Type and Message.
+
+    botocore reads the code from the header (or ``__type``) and the message from ``message`` /
+    ``Message``; other SDKs read ``__type``, so both are present.
+    """
+    body: dict[str, Any] = {"Type": err.error_type, "Message": err.message, "__type": err.code}
+    body.update(err.fields)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-amzn-errortype", err.code.encode()),
+    ]
+    headers.extend((k.lower().encode(), v.encode()) for k, v in err.headers.items())
+    return err.status, headers, json.dumps(body).encode()
+
+
+def render_json(err: AwsError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The ``json`` protocol's error (CloudWatch Logs, Scheduler): ``__type`` and ``message``."""
+    body: dict[str, Any] = {"__type": err.code, "message": err.message}
+    body.update(err.fields)
+    headers = [
+        (b"content-type", b"application/x-amz-json-1.1"),
+        (b"x-amzn-errortype", err.code.encode()),
+    ]
+    return err.status, headers, json.dumps(body).encode()
+
+
+def validation_error(problems: list[str]) -> AwsError:
+    """AWS's aggregated validation message: ``1 validation error detected: Value ... at ...``."""
+    n = len(problems)
+    noun = "error" if n == 1 else "errors"
+    return AwsError("ValidationException", f"{n} validation {noun} detected: " + "; ".join(problems))

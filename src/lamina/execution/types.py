@@ -1,0 +1,91 @@
+"""The contract between the invocation service and the execution layer.
+
+The invocation service resolves a function to an ``EnvironmentSpec`` (everything an environment
+needs, frozen) and hands an ``InvocationInput`` to ``ExecutionEngine.invoke``; it gets back an
+``InvocationOutcome`` whose ``log_events`` already hold Lambda's START/END/REPORT lines.  The
+engine owns environments (creation from zygotes, warm reuse, idle reaping, kill on timeout/OOM);
+the service owns routing, concurrency and logs storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentSpec:
+    """What an environment for one function version/configuration needs.
+
+    Two specs that compare equal may share warm environments; any change to code or
+    configuration produces a different ``revision`` so old environments never serve it.
+    """
+
+    function_name: str
+    function_arn: str  # unqualified: arn:aws:lambda:<region>:<account>:function:<name>
+    version: str  # "$LATEST" or a published version number
+    revision: str  # RevisionId of the configuration + code this spec was built from
+    runtime: str  # e.g. "python3.12"
+    interpreter: str  # absolute path of the python executable for that runtime
+    handler: str  # "module.function" (module may be a dotted or slashed path)
+    code_dir: Path  # the unzipped code; environments must not write to it
+    memory_mb: int
+    timeout_s: int
+    region: str
+    account_id: str
+    log_group: str  # /aws/lambda/<name>
+    environment: Mapping[str, str] = field(default_factory=dict)  # the user's variables
+    ephemeral_storage_mb: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationInput:
+    request_id: str
+    payload: bytes
+    invoked_function_arn: str  # as the caller named it (qualified if they qualified it)
+    client_context: str | None = None  # the decoded JSON text of X-Amz-Client-Context
+    cognito_identity: str | None = None  # JSON text, when present
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    timestamp_ms: int
+    message: str  # one CloudWatch log event (no trailing newline)
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationOutcome:
+    payload: bytes  # the function's JSON result, or AWS's error object
+    function_error: str | None  # "Unhandled" when the payload is an error object, else None
+    log_stream: str  # YYYY/MM/DD/[$LATEST]<32 hex> of the environment that ran it
+    log_events: tuple[LogEvent, ...]  # this invocation's lines, START ... REPORT included
+    duration_ms: float
+    billed_duration_ms: int
+    max_memory_used_mb: int
+    init_duration_ms: float | None  # set on the invocation that paid a cold start
+
+
+class ExecutionEngine(Protocol):
+    """Runs invocations in environments; one invocation per environment at a time."""
+
+    async def start(self) -> None:
+        """Start zygotes and background reapers."""
+
+    async def invoke(self, spec: EnvironmentSpec, inv: InvocationInput) -> InvocationOutcome:
+        """Run one invocation in a warm environment for ``spec``, or a new one.
+
+        Never raises for the function's own failures (those come back as an outcome with
+        ``function_error``); raises ``lamina.errors.AwsError`` only for platform errors.
+        """
+
+    async def retire(self, function_arn: str) -> None:
+        """Stop every environment of that function (after an update or a delete)."""
+
+    async def close(self) -> None:
+        """Kill every environment and zygote; no process is left behind."""
+
+    def available_runtimes(self) -> Mapping[str, str]:
+        """Runtime identifier -> interpreter path, for the runtimes this host can run."""
