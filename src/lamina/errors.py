@@ -24,6 +24,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "InvalidRequestContentException": (400, "User"),
     "UnsupportedMediaTypeException": (415, "User"),
     "RequestTooLargeException": (413, "User"),
+    "RequestEntityTooLargeException": (413, "User"),
     "SerializedRequestEntityTooLargeException": (413, "User"),
     "InvalidZipFileException": (502, "User"),
     "CodeStorageExceededException": (400, "User"),

@@ -1,0 +1,55 @@
+"""Function CRUD handlers: thin — the rules live in lamina.functions."""
+
+from __future__ import annotations
+
+from lamina.functions.service import FunctionService
+from lamina.types import Handler, Output, Params, RequestContext
+
+
+def handlers(functions: FunctionService) -> dict[str, Handler]:
+    account = functions.account_id
+
+    async def create_function(ctx: RequestContext, p: Params) -> Output:
+        fv = await functions.create(ctx.region, p)
+        return fv.to_configuration(account)
+
+    async def get_function(ctx: RequestContext, p: Params) -> Output:
+        fv = functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier"))
+        out: Output = {
+            "Configuration": fv.to_configuration(account),
+            "Code": {"RepositoryType": "S3", "Location": functions.code_location(fv, ctx.base_url)},
+        }
+        tags = await functions.tags(fv)
+        if tags:
+            out["Tags"] = tags
+        return out
+
+    async def get_function_configuration(ctx: RequestContext, p: Params) -> Output:
+        return functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier")).to_configuration(account)
+
+    async def list_functions(ctx: RequestContext, p: Params) -> Output:
+        return functions.list(ctx.region, p.get("Marker"), p.get("MaxItems"))
+
+    async def update_function_code(ctx: RequestContext, p: Params) -> Output:
+        return (await functions.update_code(ctx.region, p)).to_configuration(account)
+
+    async def update_function_configuration(ctx: RequestContext, p: Params) -> Output:
+        return (await functions.update_configuration(ctx.region, p)).to_configuration(account)
+
+    async def delete_function(ctx: RequestContext, p: Params) -> Output:
+        await functions.delete(ctx.region, p["FunctionName"], p.get("Qualifier"))
+        return {"StatusCode": 204}
+
+    async def get_account_settings(ctx: RequestContext, p: Params) -> Output:
+        return functions.account_settings(ctx.region)
+
+    return {
+        "CreateFunction": create_function,
+        "GetFunction": get_function,
+        "GetFunctionConfiguration": get_function_configuration,
+        "ListFunctions": list_functions,
+        "UpdateFunctionCode": update_function_code,
+        "UpdateFunctionConfiguration": update_function_configuration,
+        "DeleteFunction": delete_function,
+        "GetAccountSettings": get_account_settings,
+    }

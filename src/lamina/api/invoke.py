@@ -1,0 +1,56 @@
+"""Invoke: RequestResponse, Event (durable 202) and DryRun."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from lamina.execution.types import InvocationInput
+from lamina.functions.service import FunctionService
+from lamina.invocation.service import (
+    ASYNC_PAYLOAD_MAX,
+    SYNC_PAYLOAD_MAX,
+    InvocationService,
+    check_payload,
+    decode_client_context,
+)
+from lamina.types import Handler, Output, Params, RequestContext
+
+
+def new_trace_id() -> str:
+    """An X-Ray trace header like the one Lambda gives every invocation without one."""
+    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+
+
+def handlers(functions: FunctionService, invocations: InvocationService) -> dict[str, Handler]:
+    account = functions.account_id
+
+    async def invoke(ctx: RequestContext, p: Params) -> Output:
+        fv = functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier"))
+        kind = p.get("InvocationType") or "RequestResponse"
+        payload: bytes = p.get("Payload") or b""
+        check_payload(payload, ASYNC_PAYLOAD_MAX if kind == "Event" else SYNC_PAYLOAD_MAX)
+        client_context = decode_client_context(p.get("ClientContext"))
+        if kind == "DryRun":
+            return {"StatusCode": 204}
+        # The ARN as the caller named it: qualified only when they qualified it.
+        qualifier = p.get("Qualifier") or (p["FunctionName"].split("function:")[-1].partition(":")[2] or None)
+        inv = InvocationInput(
+            request_id=ctx.request_id,
+            payload=payload or b"{}",
+            invoked_function_arn=fv.arn(account) + (f":{qualifier}" if qualifier else ""),
+            client_context=client_context,
+            trace_id=ctx.trace_id or new_trace_id(),
+        )
+        if kind == "Event":
+            await invocations.enqueue(fv, inv, fv.version)
+            return {"StatusCode": 202}
+        result = await invocations.invoke(fv, inv, tail=p.get("LogType") == "Tail")
+        out: Output = {"StatusCode": 200, "Payload": result.payload, "ExecutedVersion": fv.version}
+        if result.function_error:
+            out["FunctionError"] = result.function_error
+        if result.log_tail is not None:
+            out["LogResult"] = result.log_tail
+        return out
+
+    return {"Invoke": invoke}

@@ -1,0 +1,296 @@
+"""Function lifecycle: create, read, update, delete, with AWS's rules; owns the in-memory registry.
+
+Concurrency invariant: all mutations of one function are serialised by that function's lock, and
+the registry is updated only after the store committed, so the invoke path (which reads the
+registry without any I/O) never sees a configuration that is not durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from lamina.errors import AwsError
+from lamina.functions.arns import parse_function_ref, resolve_qualifier
+from lamina.functions.codestore import MAX_UNZIPPED, MAX_ZIPPED, CodeStore, StoredCode
+from lamina.functions.rules import check_configuration, check_runtime
+from lamina.model.function import LATEST, FunctionVersion, function_arn
+from lamina.store.metadata import MetadataStore
+
+# Configuration members stored verbatim and echoed back (lamina does not act on them yet).
+_ECHOED = ("DeadLetterConfig", "KMSKeyArn", "TracingConfig", "VpcConfig", "FileSystemConfigs")
+_CODE_URL_TTL_S = 600  # AWS's pre-signed code URLs last 10 minutes
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def _echoed(params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _ECHOED:
+        if key in params and params[key] is not None:
+            out[key] = params[key]
+    if "VpcConfig" in out:
+        vpc = out["VpcConfig"]
+        out["VpcConfig"] = {
+            "SubnetIds": vpc.get("SubnetIds", []),
+            "SecurityGroupIds": vpc.get("SecurityGroupIds", []),
+            "VpcId": "",
+        }
+    if "TracingConfig" in out:
+        out["TracingConfig"] = {"Mode": out["TracingConfig"].get("Mode", "PassThrough")}
+    if params.get("LoggingConfig"):
+        out["LoggingConfig"] = {"LogFormat": "Text", **params["LoggingConfig"]}
+    return out
+
+
+class FunctionService:
+    def __init__(
+        self,
+        *,
+        store: MetadataStore,
+        code: CodeStore,
+        account_id: str,
+        runtimes: Callable[[], Mapping[str, str]],
+        on_change: Callable[[str], Awaitable[None]],
+        url_key: bytes,
+    ) -> None:
+        self._store = store
+        self._code = code
+        self.account_id = account_id
+        self._runtimes = runtimes
+        self._on_change = on_change  # called with the unqualified ARN after every update/delete
+        self._url_key = url_key
+        self._registry: dict[tuple[str, str], dict[str, FunctionVersion]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def load(self) -> None:
+        versions = await self._store.call(self._store.load_versions)
+        for fv in versions:
+            self._registry.setdefault((fv.region, fv.name), {})[fv.version] = fv
+        live = {fv.code_hex for fv in versions}
+        await asyncio.to_thread(self._code.remove_orphans, live)
+
+    def _lock(self, region: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((region, name), asyncio.Lock())
+
+    def _not_found(self, region: str, name: str, qualifier: str | None = None) -> AwsError:
+        arn = function_arn(region, self.account_id, name, qualifier)
+        return AwsError("ResourceNotFoundException", f"Function not found: {arn}")
+
+    # -- reads (no I/O: the invoke path uses these) ---------------------------------------------
+    def resolve(self, region: str, ident: str, qualifier: str | None = None) -> FunctionVersion:
+        ref = parse_function_ref(ident)
+        qual = resolve_qualifier(ref, qualifier)
+        if ref.account and ref.account != self.account_id:
+            raise self._not_found(region, ref.name, qual)
+        versions = self._registry.get((region, ref.name))
+        if versions is None:
+            raise self._not_found(region, ref.name, qual)
+        fv = versions.get(qual or LATEST)
+        if fv is None:
+            raise self._not_found(region, ref.name, qual)
+        return fv
+
+    def list(self, region: str, marker: str | None, max_items: int | None) -> dict[str, Any]:
+        names = sorted(n for (r, n) in self._registry if r == region)
+        start = 0
+        if marker:
+            try:
+                after = base64.urlsafe_b64decode(marker.encode()).decode()
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise AwsError("InvalidParameterValueException", "Invalid marker.") from exc
+            start = next((i for i, n in enumerate(names) if n > after), len(names))
+        limit = max_items or 50
+        page = names[start : start + limit]
+        out: dict[str, Any] = {
+            "Functions": [self._registry[(region, n)][LATEST].to_configuration(self.account_id) for n in page]
+        }
+        if start + limit < len(names):
+            out["NextMarker"] = base64.urlsafe_b64encode(page[-1].encode()).decode()
+        return out
+
+    async def tags(self, fv: FunctionVersion) -> dict[str, str]:
+        return await self._store.call(self._store.get_tags, fv.region, fv.name)
+
+    def code_location(self, fv: FunctionVersion, base_url: str) -> str:
+        expires = int(time.time()) + _CODE_URL_TTL_S
+        signature = self._sign(fv.code_hex, expires)
+        return f"{base_url}/_lamina/code/{fv.code_hex}.zip?expires={expires}&signature={signature}"
+
+    def _sign(self, hex_digest: str, expires: int) -> str:
+        return hmac.new(self._url_key, f"{hex_digest}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def code_download_path(self, hex_digest: str, expires: str, signature: str) -> str | None:
+        """The zip's path if the signed URL is genuine and unexpired, else None."""
+        try:
+            exp = int(expires)
+        except ValueError:
+            return None
+        if exp < time.time() or not hmac.compare_digest(self._sign(hex_digest, exp), signature):
+            return None
+        path = self._code.blob_path(hex_digest)
+        return str(path) if path.is_file() else None
+
+    def account_settings(self, region: str) -> dict[str, Any]:
+        fns = [v[LATEST] for (r, _), v in self._registry.items() if r == region]
+        return {
+            "AccountLimit": {
+                "TotalCodeSize": 80530636800,
+                "CodeSizeUnzipped": MAX_UNZIPPED,
+                "CodeSizeZipped": MAX_ZIPPED,
+                "ConcurrentExecutions": 1000,
+                "UnreservedConcurrentExecutions": 1000,
+            },
+            "AccountUsage": {
+                "TotalCodeSize": sum(fv.code_size for fv in fns),
+                "FunctionCount": len(fns),
+            },
+        }
+
+    # -- writes -------------------------------------------------------------------------------
+    async def _store_code(self, params: Mapping[str, Any]) -> StoredCode:
+        zip_file = params.get("ZipFile")
+        if params.get("ImageUri"):
+            raise AwsError(
+                "InvalidParameterValueException",
+                "lamina runs .zip packages; container images are not supported.",
+            )
+        if params.get("S3Bucket") or params.get("S3Key"):
+            raise AwsError(
+                "InvalidParameterValueException",
+                "lamina does not read code from S3; upload the package as ZipFile.",
+            )
+        if zip_file is None:
+            raise AwsError("InvalidParameterValueException", "Please provide a source for function code.")
+        return await asyncio.to_thread(self._code.store, zip_file)
+
+    async def create(self, region: str, params: Mapping[str, Any]) -> FunctionVersion:
+        name = parse_function_ref(params["FunctionName"]).name
+        if params.get("PackageType", "Zip") != "Zip":
+            raise AwsError(
+                "InvalidParameterValueException",
+                "lamina runs .zip packages; container images are not supported.",
+            )
+        check_configuration(params)
+        check_runtime(params.get("Runtime"), params.get("Handler"), self._runtimes())
+        if params.get("Layers"):
+            raise AwsError(
+                "InvalidParameterValueException", f"Layer version {params['Layers'][0]} does not exist."
+            )
+        async with self._lock(region, name):
+            if (region, name) in self._registry:
+                raise AwsError("ResourceConflictException", f"Function already exist: {name}")
+            code = await self._store_code(params.get("Code") or {})
+            fv = FunctionVersion(
+                region=region,
+                name=name,
+                version=LATEST,
+                runtime=params["Runtime"],
+                handler=params["Handler"],
+                role=params["Role"],
+                code_sha256=code.sha256_b64,
+                code_hex=code.hex,
+                code_size=code.size,
+                revision_id=str(uuid.uuid4()),
+                last_modified=_now_iso(),
+                description=params.get("Description", ""),
+                memory_size=params.get("MemorySize", 128),
+                timeout=params.get("Timeout", 3),
+                environment=dict((params.get("Environment") or {}).get("Variables") or {}),
+                ephemeral_storage=(params.get("EphemeralStorage") or {}).get("Size", 512),
+                architectures=tuple(params.get("Architectures") or ("x86_64",)),
+                extra=_echoed(params),
+            )
+            await self._store.call(self._store.create_function, fv, dict(params.get("Tags") or {}))
+            self._registry[(region, name)] = {LATEST: fv}
+        return fv
+
+    def _check_revision(self, fv: FunctionVersion, params: Mapping[str, Any]) -> None:
+        rev = params.get("RevisionId")
+        if rev is not None and rev != fv.revision_id:
+            raise AwsError(
+                "PreconditionFailedException",
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+            )
+
+    async def _replace(self, fv: FunctionVersion) -> FunctionVersion:
+        await self._store.call(self._store.put_version, fv)
+        self._registry[(fv.region, fv.name)][fv.version] = fv
+        await self._on_change(fv.arn(self.account_id))
+        return fv
+
+    async def update_code(self, region: str, params: Mapping[str, Any]) -> FunctionVersion:
+        current = self.resolve(region, params["FunctionName"])
+        async with self._lock(region, current.name):
+            current = self.resolve(region, params["FunctionName"])
+            self._check_revision(current, params)
+            code = await self._store_code(params)
+            if params.get("DryRun"):
+                return current.replace(code_sha256=code.sha256_b64, code_size=code.size)
+            return await self._replace(
+                current.replace(
+                    code_sha256=code.sha256_b64,
+                    code_hex=code.hex,
+                    code_size=code.size,
+                    architectures=tuple(params.get("Architectures") or current.architectures),
+                    revision_id=str(uuid.uuid4()),
+                    last_modified=_now_iso(),
+                )
+            )
+
+    async def update_configuration(self, region: str, params: Mapping[str, Any]) -> FunctionVersion:
+        current = self.resolve(region, params["FunctionName"])
+        check_configuration(params)
+        if params.get("Layers"):
+            raise AwsError(
+                "InvalidParameterValueException", f"Layer version {params['Layers'][0]} does not exist."
+            )
+        async with self._lock(region, current.name):
+            current = self.resolve(region, params["FunctionName"])
+            self._check_revision(current, params)
+            runtime = params.get("Runtime", current.runtime)
+            handler = params.get("Handler", current.handler)
+            if "Runtime" in params or "Handler" in params:
+                check_runtime(runtime, handler, self._runtimes())
+            changes: dict[str, Any] = {
+                "runtime": runtime,
+                "handler": handler,
+                "role": params.get("Role", current.role),
+                "description": params.get("Description", current.description),
+                "memory_size": params.get("MemorySize", current.memory_size),
+                "timeout": params.get("Timeout", current.timeout),
+                "extra": {**current.extra, **_echoed(params)},
+                "revision_id": str(uuid.uuid4()),
+                "last_modified": _now_iso(),
+            }
+            if "Environment" in params:
+                changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
+            if params.get("EphemeralStorage"):
+                changes["ephemeral_storage"] = params["EphemeralStorage"]["Size"]
+            return await self._replace(current.replace(**changes))
+
+    async def delete(self, region: str, ident: str, qualifier: str | None) -> None:
+        ref = parse_function_ref(ident)
+        qual = resolve_qualifier(ref, qualifier)
+        if qual == LATEST:
+            raise AwsError(
+                "InvalidParameterValueException",
+                "$LATEST version cannot be deleted without deleting the function.",
+            )
+        fv = self.resolve(region, ident, qualifier)
+        async with self._lock(region, fv.name):
+            if (region, fv.name) not in self._registry:
+                raise self._not_found(region, fv.name)
+            await self._store.call(self._store.delete_function, region, fv.name)
+            del self._registry[(region, fv.name)]
+        await self._on_change(fv.arn(self.account_id))

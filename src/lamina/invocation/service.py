@@ -1,0 +1,179 @@
+"""The invocation service: from a resolved function version to an outcome, sync or queued.
+
+The sync path does no database I/O: the function comes from the registry, the environment spec
+from a per-revision cache, logs go to the batched log store.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from dataclasses import dataclass
+
+from lamina.errors import AwsError
+from lamina.execution.types import (
+    EnvironmentSpec,
+    ExecutionEngine,
+    InvocationInput,
+    InvocationOutcome,
+    LogEvent,
+)
+from lamina.functions.codestore import CodeStore
+from lamina.functions.service import FunctionService
+from lamina.invocation.queue import AsyncQueue
+from lamina.model.function import FunctionVersion
+from lamina.store.metadata import MetadataStore, QueuedEvent
+from lamina.telemetry.logstore import LogStore
+
+SYNC_PAYLOAD_MAX = 6 * 1024 * 1024  # 6291456: AWS's synchronous request and response limit
+ASYNC_PAYLOAD_MAX = 1024 * 1024  # 1 MB for Event invocations
+RESPONSE_MAX = 6291556  # AWS's response limit counts a little envelope on top of 6 MB
+TAIL_BYTES = 4096
+CLIENT_CONTEXT_MAX = 3583
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    outcome: InvocationOutcome
+    payload: bytes
+    function_error: str | None
+    log_tail: str | None  # base64, when LogType=Tail
+
+
+def decode_client_context(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > CLIENT_CONTEXT_MAX:
+        raise AwsError(
+            "InvalidParameterValueException",
+            f"Client context must be smaller than {CLIENT_CONTEXT_MAX} bytes when base64-encoded.",
+        )
+    try:
+        text = base64.b64decode(value, validate=True).decode()
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("not an object")
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise AwsError(
+            "InvalidRequestContentException", "Client context must be a valid Base64-encoded JSON object."
+        ) from exc
+    return text
+
+
+def check_payload(payload: bytes, limit: int) -> None:
+    if len(payload) > limit:
+        raise AwsError(
+            "RequestTooLargeException",
+            f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+        )
+    if payload:
+        try:
+            json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AwsError(
+                "InvalidRequestContentException",
+                f"Could not parse request body into json: Could not parse payload into json: {exc}",
+            ) from exc
+
+
+def log_tail(events: tuple[LogEvent, ...]) -> str:
+    text = "".join(e.message + "\n" for e in events).encode()
+    return base64.b64encode(text[-TAIL_BYTES:]).decode()
+
+
+class InvocationService:
+    def __init__(
+        self,
+        *,
+        functions: FunctionService,
+        engine: ExecutionEngine,
+        code: CodeStore,
+        logs: LogStore,
+        store: MetadataStore,
+    ) -> None:
+        self._functions = functions
+        self._engine = engine
+        self._code = code
+        self._logs = logs
+        self._specs: dict[tuple[str, str, str, str], EnvironmentSpec] = {}
+        self.queue = AsyncQueue(store, self._run_queued)
+
+    def spec_for(self, fv: FunctionVersion) -> EnvironmentSpec:
+        key = (fv.region, fv.name, fv.version, fv.revision_id)
+        spec = self._specs.get(key)
+        if spec is None:
+            interpreters = self._engine.available_runtimes()
+            if fv.runtime not in interpreters:
+                raise AwsError(
+                    "InvalidRuntimeException",
+                    f"The runtime {fv.runtime} is not available on this lamina host.",
+                )
+            # Drop specs of older revisions of this function: they can never be used again.
+            for old in [k for k in self._specs if k[:3] == key[:3]]:
+                del self._specs[old]
+            spec = EnvironmentSpec(
+                function_name=fv.name,
+                function_arn=fv.arn(self._functions.account_id),
+                version=fv.version,
+                revision=fv.revision_id,
+                runtime=fv.runtime,
+                interpreter=interpreters[fv.runtime],
+                handler=fv.handler,
+                code_dir=self._code.code_path(fv.code_hex),
+                memory_mb=fv.memory_size,
+                timeout_s=fv.timeout,
+                region=fv.region,
+                account_id=self._functions.account_id,
+                log_group=f"/aws/lambda/{fv.name}",
+                environment=dict(fv.environment),
+                ephemeral_storage_mb=fv.ephemeral_storage,
+            )
+            self._specs[key] = spec
+        return spec
+
+    async def invoke(self, fv: FunctionVersion, inv: InvocationInput, *, tail: bool = False) -> SyncResult:
+        spec = self.spec_for(fv)
+        outcome = await self._engine.invoke(spec, inv)
+        self._logs.put(spec.log_group, outcome.log_stream, outcome.log_events)
+        payload, error = outcome.payload, outcome.function_error
+        if len(payload) > RESPONSE_MAX:
+            payload = json.dumps(
+                {
+                    "errorMessage": "Response payload size exceeded maximum allowed payload size "
+                    f"({RESPONSE_MAX} bytes).",
+                    "errorType": "Function.ResponseSizeTooLarge",
+                }
+            ).encode()
+            error = "Unhandled"
+        return SyncResult(outcome, payload, error, log_tail(outcome.log_events) if tail else None)
+
+    async def enqueue(self, fv: FunctionVersion, inv: InvocationInput, qualifier: str) -> None:
+        await self.queue.submit(
+            {
+                "request_id": inv.request_id,
+                "region": fv.region,
+                "function_name": fv.name,
+                "qualifier": qualifier,
+                "invoked_arn": inv.invoked_function_arn,
+                "payload": inv.payload,
+                "client_context": inv.client_context,
+                "received_at": time.time(),
+            }
+        )
+
+    async def _run_queued(self, ev: QueuedEvent) -> None:
+        try:
+            fv = self._functions.resolve(ev.region, ev.function_name, ev.qualifier)
+        except AwsError:
+            return  # the function was deleted after the event was accepted: AWS drops it too
+        inv = InvocationInput(
+            request_id=ev.request_id,
+            payload=ev.payload,
+            invoked_function_arn=ev.invoked_arn,
+            client_context=ev.client_context,
+        )
+        await self.invoke(fv, inv)
+
+    async def retire(self, function_arn: str) -> None:
+        await self._engine.retire(function_arn)

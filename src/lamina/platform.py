@@ -1,0 +1,120 @@
+"""The composition root: builds every component from Settings, starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+from typing import IO
+
+from lamina.api import functions as functions_api
+from lamina.api import invoke as invoke_api
+from lamina.auth.credentials import Credentials, load_or_create, usage_text
+from lamina.auth.sigv4 import SigV4Verifier
+from lamina.config import Settings
+from lamina.execution.engine import PythonEngine
+from lamina.functions.codestore import CodeStore
+from lamina.functions.service import FunctionService
+from lamina.invocation.service import InvocationService
+from lamina.protocol import RestRouter, load_service_model
+from lamina.store.db import sqlite_engine
+from lamina.store.metadata import MetadataStore
+from lamina.telemetry.logstore import LogStore
+from lamina.types import Handler
+
+log = logging.getLogger("lamina.platform")
+
+
+class DataDirLocked(RuntimeError):
+    pass
+
+
+class Platform:
+    """Everything one `lamina serve` runs.  Built cheaply; ``start`` does the I/O."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.router = RestRouter(load_service_model("lambda"))
+        self.handlers: dict[str, Handler] = {}
+        self._lock_file: IO[str] | None = None
+        self._started = False
+
+    def prepare(self) -> tuple[Credentials, bool]:
+        """Synchronous start-up steps that must fail loudly before the server binds its port."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_file = open(s.data_dir / "lock", "w")  # noqa: SIM115  # held for the process lifetime
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DataDirLocked(f"another lamina server is using {s.data_dir}") from exc
+        self.credentials, created = load_or_create(s.data_dir, s.access_key_id, s.secret_access_key)
+        self.verifier = SigV4Verifier({self.credentials.access_key_id: self.credentials.secret_access_key})
+        return self.credentials, created
+
+    def usage(self) -> str:
+        return usage_text(self.settings.data_dir / "credentials.json", self.settings.endpoint_url)
+
+    async def start(self) -> None:
+        s = self.settings
+        if self._lock_file is None:
+            self.prepare()
+        self.engine = PythonEngine(
+            runtime_dir=s.runtime_dir, idle_timeout_s=s.idle_timeout_s, interpreters=s.interpreters
+        )
+        await self.engine.start()
+        self.store = MetadataStore(await asyncio.to_thread(sqlite_engine, s.db_path))
+        self.code = CodeStore(s.blob_dir, s.code_dir)
+        url_key = hashlib.sha256(b"lamina-code-url:" + self.credentials.secret_access_key.encode()).digest()
+        self.functions = FunctionService(
+            store=self.store,
+            code=self.code,
+            account_id=s.account_id,
+            runtimes=self.engine.available_runtimes,
+            on_change=self._on_function_change,
+            url_key=url_key,
+        )
+        await self.functions.load()
+        self.logs = LogStore(s.data_dir / "logs.sqlite3")
+        self.logs.start()
+        self.invocations = InvocationService(
+            functions=self.functions, engine=self.engine, code=self.code, logs=self.logs, store=self.store
+        )
+        await self.invocations.queue.start()
+        self.handlers = {
+            **functions_api.handlers(self.functions),
+            **invoke_api.handlers(self.functions, self.invocations),
+        }
+        self._started = True
+        log.info(
+            "lamina ready",
+            extra={
+                "endpoint": s.endpoint_url,
+                "data_dir": str(s.data_dir),
+                "runtimes": sorted(self.engine.available_runtimes()),
+            },
+        )
+
+    async def _on_function_change(self, function_arn: str) -> None:
+        await self.engine.retire(function_arn)
+
+    async def stop_environments(self) -> None:
+        """Kill every environment now: in-flight invokes answer with an error instead of hanging."""
+        if self._started:
+            await self.engine.close()
+
+    async def close(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.invocations.queue.close()
+        await self.engine.close()
+        await self.logs.close()
+        self.store.close()
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None

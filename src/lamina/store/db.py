@@ -1,0 +1,79 @@
+"""The metadata schema (SQLAlchemy Core) and the SQLite engine of the embedded default.
+
+The schema is plain Core tables so the multi-node mode can point the same code at PostgreSQL.
+SQLite runs in WAL mode with synchronous=FULL: a commit is on disk when it returns, which is what
+"nothing accepted is lost" needs for async events; WAL keeps readers off the writer's back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("region", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("created_at", Float, nullable=False),
+)
+
+function_versions = Table(
+    "function_versions",
+    metadata,
+    Column("region", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("data", JSON, nullable=False),
+)
+
+async_events = Table(
+    "async_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("function_name", String(64), nullable=False),
+    Column("qualifier", String(128), nullable=False),
+    Column("invoked_arn", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("client_context", Text, nullable=True),
+    Column("received_at", Float, nullable=False),
+    # queued -> leased -> (deleted when done); a lease left behind by a crash is re-queued at start
+    Column("state", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def sqlite_engine(path: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{path}", future=True)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,153 @@
+"""Function metadata and the async event queue, over SQLAlchemy Core.
+
+Concurrency invariant: every database call runs on this store's single worker thread, so the
+event loop never blocks on SQLite and writes never contend with each other inside the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+
+from lamina.model.function import FunctionVersion
+from lamina.store.db import async_events, function_versions, functions
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    id: int
+    request_id: str
+    region: str
+    function_name: str
+    qualifier: str
+    invoked_arn: str
+    payload: bytes
+    client_context: str | None
+    received_at: float
+    attempts: int
+
+
+class MetadataStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-store")
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._engine.dispose()
+
+    # -- functions (sync; run through call()) -------------------------------------------------
+    def load_versions(self) -> list[FunctionVersion]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(function_versions.c.data)).scalars().all()
+        return [FunctionVersion.from_row(r) for r in rows]
+
+    def create_function(self, fv: FunctionVersion, tags: dict[str, str]) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(functions).values(region=fv.region, name=fv.name, tags=tags, created_at=time.time())
+            )
+            conn.execute(
+                insert(function_versions).values(
+                    region=fv.region, name=fv.name, version=fv.version, data=fv.to_row()
+                )
+            )
+
+    def put_version(self, fv: FunctionVersion) -> None:
+        key = and_(
+            function_versions.c.region == fv.region,
+            function_versions.c.name == fv.name,
+            function_versions.c.version == fv.version,
+        )
+        with self._engine.begin() as conn:
+            conn.execute(update(function_versions).where(key).values(data=fv.to_row()))
+
+    def get_tags(self, region: str, name: str) -> dict[str, str]:
+        with self._engine.connect() as conn:
+            tags = conn.execute(
+                select(functions.c.tags).where(and_(functions.c.region == region, functions.c.name == name))
+            ).scalar()
+        return dict(tags or {})
+
+    def delete_function(self, region: str, name: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                delete(function_versions).where(
+                    and_(function_versions.c.region == region, function_versions.c.name == name)
+                )
+            )
+            conn.execute(
+                delete(functions).where(and_(functions.c.region == region, functions.c.name == name))
+            )
+            conn.execute(
+                delete(async_events).where(
+                    and_(async_events.c.region == region, async_events.c.function_name == name)
+                )
+            )
+
+    # -- async events ------------------------------------------------------------------------------
+    def enqueue_events(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert a batch in ONE transaction (group commit): one fsync for many 202s."""
+        ids: list[int] = []
+        with self._engine.begin() as conn:
+            for row in rows:
+                res = conn.execute(insert(async_events).values(state="queued", attempts=0, **row))
+                ids.append(int(res.inserted_primary_key[0]))  # type: ignore[index]
+        return ids
+
+    def requeue_leased(self) -> int:
+        """After a crash, events that were being processed go back to the queue."""
+        with self._engine.begin() as conn:
+            res = conn.execute(
+                update(async_events).where(async_events.c.state == "leased").values(state="queued")
+            )
+        return int(res.rowcount)
+
+    def lease_events(self, limit: int) -> list[QueuedEvent]:
+        with self._engine.begin() as conn:
+            rows = conn.execute(
+                select(async_events)
+                .where(async_events.c.state == "queued")
+                .order_by(async_events.c.id)
+                .limit(limit)
+            ).all()
+            if rows:
+                conn.execute(
+                    update(async_events)
+                    .where(async_events.c.id.in_([r.id for r in rows]))
+                    .values(state="leased", attempts=async_events.c.attempts + 1)
+                )
+        return [
+            QueuedEvent(
+                id=r.id,
+                request_id=r.request_id,
+                region=r.region,
+                function_name=r.function_name,
+                qualifier=r.qualifier,
+                invoked_arn=r.invoked_arn,
+                payload=r.payload,
+                client_context=r.client_context,
+                received_at=r.received_at,
+                attempts=r.attempts + 1,
+            )
+            for r in rows
+        ]
+
+    def finish_events(self, ids: Sequence[int]) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(delete(async_events).where(async_events.c.id.in_(list(ids))))
+
+    def queued_count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(async_events)).scalar() or 0)
