@@ -55,7 +55,9 @@ class Platform:
         return self.credentials, created
 
     def usage(self) -> str:
-        return usage_text(self.settings.data_dir / "credentials.json", self.settings.endpoint_url)
+        return usage_text(
+            self.settings.data_dir / "credentials.json", self.settings.endpoint_url, region=self.settings.default_region
+        )
 
     async def start(self) -> None:
         s = self.settings
