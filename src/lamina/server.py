@@ -34,6 +34,9 @@ class _Server(uvicorn.Server):
                 self._grace_s, lambda: loop.create_task(self._platform.stop_environments())
             )
         super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal after shutting down, so the process would die "by
+        # SIGTERM"; a clean, complete shutdown exits 0 instead.
+        self._captured_signals.clear()
 
 
 def run(platform: Platform, *, grace_s: float = 10.0) -> None:

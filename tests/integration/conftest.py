@@ -6,6 +6,7 @@ import io
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -154,3 +155,26 @@ def create_fn(lam: Any) -> Callable[..., str]:
         return name
 
     return _create
+
+
+def log_messages(data_dir: Path, group: str) -> list[str]:
+    """Messages of a log group, read straight from the server's log store (a real SQLite file)."""
+    db = data_dir / "logs.sqlite3"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT message FROM log_events WHERE group_name = ? ORDER BY timestamp_ms, id", (group,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def wait_for_log(data_dir: Path, group: str, text: str, timeout: float = 30.0) -> list[str]:
+    """Poll the log store until a message containing ``text`` is there; return the group's messages."""
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = log_messages(data_dir, group)
+        if any(text in m for m in messages) or time.monotonic() > deadline:
+            assert any(text in m for m in messages), f"{text!r} not logged in {group}: {messages[-20:]}"
+            return messages
+        time.sleep(0.05)
