@@ -17,6 +17,7 @@ from lamina.config import Settings
 from lamina.execution.engine import PythonEngine
 from lamina.functions.codestore import CodeStore
 from lamina.functions.service import FunctionService
+from lamina.ids import IdFactory
 from lamina.invocation.service import InvocationService
 from lamina.protocol import RestRouter, load_service_model
 from lamina.store.db import sqlite_engine
@@ -38,6 +39,7 @@ class Platform:
         self.settings = settings
         self.router = RestRouter(load_service_model("lambda"))
         self.handlers: dict[str, Handler] = {}
+        self.ids = IdFactory()
         self._lock_file: IO[str] | None = None
         self._started = False
 
@@ -55,9 +57,8 @@ class Platform:
         return self.credentials, created
 
     def usage(self) -> str:
-        return usage_text(
-            self.settings.data_dir / "credentials.json", self.settings.endpoint_url, region=self.settings.default_region
-        )
+        s = self.settings
+        return usage_text(s.data_dir / "credentials.json", s.endpoint_url, region=s.default_region)
 
     async def start(self) -> None:
         s = self.settings
@@ -87,7 +88,7 @@ class Platform:
         await self.invocations.queue.start()
         self.handlers = {
             **functions_api.handlers(self.functions),
-            **invoke_api.handlers(self.functions, self.invocations),
+            **invoke_api.handlers(self.functions, self.invocations, self.ids),
         }
         self._started = True
         log.info(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import time
-
 from lamina.execution.types import InvocationInput
 from lamina.functions.service import FunctionService
+from lamina.ids import IdFactory
 from lamina.invocation.service import (
     ASYNC_PAYLOAD_MAX,
     SYNC_PAYLOAD_MAX,
@@ -17,12 +15,9 @@ from lamina.invocation.service import (
 from lamina.types import Handler, Output, Params, RequestContext
 
 
-def new_trace_id() -> str:
-    """An X-Ray trace header like the one Lambda gives every invocation without one."""
-    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
-
-
-def handlers(functions: FunctionService, invocations: InvocationService) -> dict[str, Handler]:
+def handlers(
+    functions: FunctionService, invocations: InvocationService, ids: IdFactory
+) -> dict[str, Handler]:
     account = functions.account_id
 
     async def invoke(ctx: RequestContext, p: Params) -> Output:
@@ -40,7 +35,7 @@ def handlers(functions: FunctionService, invocations: InvocationService) -> dict
             payload=payload or b"{}",
             invoked_function_arn=fv.arn(account) + (f":{qualifier}" if qualifier else ""),
             client_context=client_context,
-            trace_id=ctx.trace_id or new_trace_id(),
+            trace_id=ctx.trace_id or ids.trace_id(),
         )
         if kind == "Event":
             await invocations.enqueue(fv, inv, fv.version)

@@ -84,7 +84,7 @@ def _pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class LogStore:
-    def __init__(self, path: Path, *, flush_interval_s: float = 0.05, max_pending: int = 5000) -> None:
+    def __init__(self, path: Path, *, flush_interval_s: float = 0.1, max_pending: int = 5000) -> None:
         self._engine: Engine = create_engine(f"sqlite:///{path}", future=True)
         event.listen(self._engine, "connect", _pragmas)
         _meta.create_all(self._engine)
@@ -155,18 +155,12 @@ class LogStore:
                         },
                     )
                 )
-            conn.execute(
-                log_events.insert(),
-                [
-                    {
-                        "group_name": g,
-                        "stream_name": s,
-                        "timestamp_ms": e.timestamp_ms,
-                        "ingestion_ms": now,
-                        "message": e.message,
-                    }
-                    for g, s, e in batch
-                ],
+            # executemany straight to the driver: binding happens in C, so a flush holds the GIL
+            # for far less time than building per-row statements would (it shows in invoke p99).
+            conn.exec_driver_sql(
+                "INSERT INTO log_events (group_name, stream_name, timestamp_ms, ingestion_ms, message) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(g, s, e.timestamp_ms, now, e.message) for g, s, e in batch],
             )
 
     async def events(self, group: str, stream: str | None = None) -> list[StoredLogEvent]:
