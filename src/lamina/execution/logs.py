@@ -1,0 +1,141 @@
+"""Log capture from an environment's stdout/stderr pipe, and Lambda's own log lines.
+
+The environment's fds 1 and 2 are the write end of one pipe; the engine holds the read end,
+non-blocking, watched by the event loop (so a chatty function never blocks on a full pipe).
+When a result frame arrives the engine calls ``drain()``: the bootstrap flushed before sending
+it, so everything written before the result is in hand -- deterministically, no sleeps.
+
+Attribution: each line becomes one LogEvent in ``pending``; the engine takes them per
+invocation.  Lines written while an environment is idle (a background thread) are delivered
+with the next invocation, right after its START line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import time
+from datetime import UTC, datetime
+
+from lamina.execution.types import LogEvent
+
+READ_CHUNK = 256 * 1024
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def log_stream_name(version: str, env_id: str, created: datetime) -> str:
+    """``YYYY/MM/DD/[$LATEST]<32 hex>`` with the UTC date of the environment's creation."""
+    return f"{created.astimezone(UTC):%Y/%m/%d}/[{version}]{env_id}"
+
+
+def runtime_version(runtime: str) -> str:
+    return runtime.replace("python", "python:") + ".v1"
+
+
+def init_start_line(runtime: str, region: str) -> str:
+    arn = f"arn:aws:lambda:{region}::runtime:lamina-{runtime}"
+    return f"INIT_START Runtime Version: {runtime_version(runtime)}\tRuntime Version ARN: {arn}"
+
+
+def billed_ms(duration_ms: float) -> int:
+    return max(1, math.ceil(duration_ms))
+
+
+def report_line(
+    *,
+    request_id: str,
+    duration_ms: float,
+    memory_mb: int,
+    max_used_mb: int,
+    init_ms: float | None = None,
+    status: str | None = None,
+    error_type: str | None = None,
+    billed: int | None = None,
+) -> str:
+    fields = [
+        f"REPORT RequestId: {request_id}",
+        f"Duration: {duration_ms:.2f} ms",
+        f"Billed Duration: {billed if billed is not None else billed_ms(duration_ms)} ms",
+        f"Memory Size: {memory_mb} MB",
+        f"Max Memory Used: {max_used_mb} MB",
+    ]
+    if init_ms is not None:
+        fields.append(f"Init Duration: {init_ms:.2f} ms")
+    if status is not None:
+        fields.append(f"Status: {status}")
+    if error_type is not None:
+        fields.append(f"Error Type: {error_type}")
+    return "\t".join(fields) + "\t"  # AWS ends its REPORT line with a tab
+
+
+def init_report_line(*, init_ms: float, status: str, error_type: str | None) -> str:
+    line = f"INIT_REPORT Init Duration: {init_ms:.2f} ms\tPhase: init\tStatus: {status}"
+    return line + (f"\tError Type: {error_type}" if error_type else "")
+
+
+def timeout_line(request_id: str, timeout_s: float) -> str:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return f"{stamp} {request_id} Task timed out after {timeout_s:.2f} seconds"
+
+
+class LogCapture:
+    """Reads one environment's log pipe into LogEvents (one per line, '\\n' stripped)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._partial = b""
+        self.pending: list[LogEvent] = []
+        os.set_blocking(fd, False)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(fd, self.drain)
+
+    def add(self, message: str) -> None:
+        self.pending.append(LogEvent(now_ms(), message))
+
+    def drain(self) -> None:
+        """Read until the pipe is empty (EAGAIN) or closed."""
+        fd = self._fd
+        while fd is not None:
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._eof()
+                return
+            self._lines(data)
+
+    def _lines(self, data: bytes) -> None:
+        if self._partial:
+            data = self._partial + data
+        *lines, self._partial = data.split(b"\n")
+        stamp = now_ms()
+        self.pending.extend(LogEvent(stamp, line.decode("utf-8", "replace")) for line in lines)
+
+    def flush_partial(self) -> None:
+        """A last line without '\\n' is still one event."""
+        if self._partial:
+            self.add(self._partial.decode("utf-8", "replace"))
+            self._partial = b""
+
+    def take(self) -> list[LogEvent]:
+        events, self.pending = self.pending, []
+        return events
+
+    def _eof(self) -> None:
+        self.flush_partial()
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None

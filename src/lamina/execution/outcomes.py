@@ -1,0 +1,159 @@
+"""Turn what an environment did into AWS's outcome: payload, error object and log lines."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from lamina.execution.environment import Phase, PhaseResult
+from lamina.execution.logs import (
+    billed_ms,
+    init_report_line,
+    now_ms,
+    report_line,
+    timeout_line,
+)
+from lamina.execution.types import InvocationOutcome, LogEvent
+
+UNHANDLED = "Unhandled"
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeContext:
+    """What every outcome of one invocation shares."""
+
+    request_id: str
+    version: str
+    memory_mb: int
+    timeout_s: int
+    log_stream: str
+
+
+def _error(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def _event(message: str) -> LogEvent:
+    return LogEvent(now_ms(), message)
+
+
+def _death(ctx: OutcomeContext, result: PhaseResult) -> tuple[str, bytes, LogEvent]:
+    """(error type, payload, log event) of a runtime that exited mid-phase."""
+    assert result.exit is not None
+    if result.exit.code == 0 and result.exit.signal is None:
+        reason = "Runtime exited without providing a reason"
+    else:
+        reason = f"Runtime exited with error: {result.exit.describe()}"
+    error_type = "Runtime.OutOfMemory" if result.oom else "Runtime.ExitError"
+    message = f"RequestId: {ctx.request_id} Error: {reason}"
+    return error_type, _error(error_type, message), _event(f"{message}\n{error_type}")
+
+
+def _timeout(ctx: OutcomeContext, seconds: float) -> tuple[bytes, LogEvent]:
+    message = f"RequestId: {ctx.request_id} Error: Task timed out after {seconds:.2f} seconds"
+    return _error("Sandbox.Timedout", message), _event(timeout_line(ctx.request_id, seconds))
+
+
+def invocation_outcome(
+    ctx: OutcomeContext,
+    result: PhaseResult,
+    *,
+    events: list[LogEvent],
+    init_ms: float | None,
+    max_used_mb: int,
+) -> InvocationOutcome:
+    """The outcome of an invocation that reached the handler.  ``events`` start with START."""
+    payload = result.payload
+    function_error: str | None = None
+    status: str | None = None
+    error_type: str | None = None
+    billed = billed_ms(result.duration_ms)
+    if result.phase is Phase.FUNCTION_ERROR:
+        function_error = UNHANDLED
+    elif result.phase is Phase.TIMEOUT:
+        function_error, status = UNHANDLED, "timeout"
+        payload, line = _timeout(ctx, float(ctx.timeout_s))
+        events.append(line)
+        billed = ctx.timeout_s * 1000
+    elif result.phase is Phase.DIED:
+        function_error, status = UNHANDLED, "error"
+        error_type, payload, line = _death(ctx, result)
+        events.append(line)
+    events.append(_event(f"END RequestId: {ctx.request_id}"))
+    report = report_line(
+        request_id=ctx.request_id,
+        duration_ms=result.duration_ms,
+        billed=billed,
+        memory_mb=ctx.memory_mb,
+        max_used_mb=max_used_mb,
+        init_ms=init_ms,
+        status=status,
+        error_type=error_type,
+    )
+    events.append(_event(report))
+    return InvocationOutcome(
+        payload=payload,
+        function_error=function_error,
+        log_stream=ctx.log_stream,
+        log_events=tuple(events),
+        duration_ms=result.duration_ms,
+        billed_duration_ms=billed,
+        max_memory_used_mb=max_used_mb,
+        init_duration_ms=init_ms,
+    )
+
+
+def init_failure_outcome(
+    ctx: OutcomeContext,
+    result: PhaseResult,
+    *,
+    events: list[LogEvent],
+    init_timeout_s: float,
+    max_used_mb: int,
+) -> InvocationOutcome:
+    """INIT failed (error, timeout, crash): INIT_REPORT, then START/END/REPORT with the error.
+
+    ``events`` hold INIT_START and the init output.  An init timeout is reported as AWS reports
+    a timeout (``Sandbox.Timedout``, "Task timed out after 10.00 seconds") with an INIT_REPORT
+    of ``Status: timeout``.
+    """
+    init_ms = result.duration_ms
+    if result.phase is Phase.FUNCTION_ERROR:
+        payload = result.payload
+        error_type = str(json.loads(payload).get("errorType", "Runtime.Unknown"))
+        events.append(_event(init_report_line(init_ms=init_ms, status="error", error_type=error_type)))
+        death_line = None
+    elif result.phase is Phase.TIMEOUT:
+        error_type = "Sandbox.Timedout"
+        payload, death_line = _timeout(ctx, init_timeout_s)
+        events.append(_event(init_report_line(init_ms=init_ms, status="timeout", error_type=None)))
+    else:
+        error_type, payload, death_line = _death(ctx, result)
+        events.append(_event(init_report_line(init_ms=init_ms, status="error", error_type=error_type)))
+    events.append(_event(f"START RequestId: {ctx.request_id} Version: {ctx.version}"))
+    if death_line is not None:
+        events.append(death_line)
+    events.append(_event(f"END RequestId: {ctx.request_id}"))
+    status = "timeout" if result.phase is Phase.TIMEOUT else "error"
+    events.append(
+        _event(
+            report_line(
+                request_id=ctx.request_id,
+                duration_ms=init_ms,
+                memory_mb=ctx.memory_mb,
+                max_used_mb=max_used_mb,
+                status=status,
+                error_type=None if status == "timeout" else error_type,
+            )
+        )
+    )
+    return InvocationOutcome(
+        payload=payload,
+        function_error=UNHANDLED,
+        log_stream=ctx.log_stream,
+        log_events=tuple(events),
+        duration_ms=init_ms,
+        billed_duration_ms=billed_ms(init_ms),
+        max_memory_used_mb=max_used_mb,
+        init_duration_ms=init_ms,
+    )

@@ -1,0 +1,560 @@
+"""lamina's Python runtime: the zygote and, after each fork, one environment.
+
+This file runs INSIDE the function's interpreter (CPython 3.11-3.14), started by the engine as
+``<python> -I -S bootstrap.py zygote <fd>``.  It must use the standard library only and must not
+import lamina: the target interpreter has neither lamina nor its dependencies.
+
+Roles
+- zygote: pre-imports what the runtime needs, then loops on its control socket (SOCK_SEQPACKET):
+  a ``spawn`` message carries a JSON description plus two fds (the environment's channel end and
+  the write end of its log pipe) via SCM_RIGHTS; the zygote forks, answers ``spawned`` with the
+  pid, reaps its children on SIGCHLD and reports every ``exit`` so the engine can tell
+  "exit status 1" from "signal: killed".  EOF on the control socket means the engine is gone
+  or closing: kill every child, reap them, exit.
+- environment (the forked child): join its cgroup before any user code, die with the zygote,
+  private /tmp, logs on fds 1 and 2, AWS's environment variables, INIT (import the handler),
+  then the invoke loop on its private channel.
+
+Behaviour (error objects, log lines, context, JSON encoding) mirrors AWS's Python runtime
+interface client (awslambdaric) so functions see what they see on AWS.
+
+Concurrency: the zygote is single-threaded; SIGCHLD only wakes its selector (set_wakeup_fd), so
+reaping and all socket writes happen in the main loop and never interleave.  An environment
+handles one invocation at a time, in its main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import decimal
+import gc
+import importlib
+import json
+import logging
+import math
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+
+# The frame codec is duplicated in lamina/execution/channel.py: this file cannot import lamina.
+# A unit test checks both sides agree.  Frame: !II (JSON header length, payload length), the
+# JSON header, then the raw payload bytes (never re-encoded).
+FRAME_HEADER = struct.Struct("!II")
+SMALL_FRAME = 64 * 1024
+FRAME_JSON = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per json.dumps call
+
+# Linux constants (x86_64 and aarch64 agree on these).
+PR_SET_PDEATHSIG = 1
+CLONE_NEWNS = 0x00020000
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+ERROR_LOG_IDENT = "\u00a0"  # awslambdaric indents traceback lines with NO-BREAK SPACE
+LAMBDA_WARNING = (
+    "LAMBDA_WARNING: Unhandled exception. The most likely cause is an issue in the function code. "
+    "However, in rare cases, a Lambda runtime update can cause unexpected function behavior. "
+    "For functions using managed runtimes, runtime updates can be triggered by a function change, "
+    "or can be applied automatically. To determine if the runtime has been updated, check the "
+    "runtime version in the INIT_START log entry. If this error correlates with a change in the "
+    "runtime version, you may be able to mitigate this error by temporarily rolling back to the "
+    "previous runtime version. For more information, see "
+    "https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html"
+)
+
+
+# ----------------------------------------------------------------------------- frame codec
+def encode_frame(header, payload=b""):
+    body = FRAME_JSON.encode(header).encode()
+    return FRAME_HEADER.pack(len(body), len(payload)) + body, payload
+
+
+class Channel:
+    """The environment's end of its private socketpair (blocking; one frame at a time)."""
+
+    def __init__(self, fd):
+        os.set_inheritable(fd, False)  # a user's subprocess must not hold the channel open
+        self.sock = socket.socket(fileno=fd)
+        self.rfile = self.sock.makefile("rb", buffering=SMALL_FRAME)
+
+    def read(self):
+        head = self.rfile.read(FRAME_HEADER.size)
+        if len(head) < FRAME_HEADER.size:
+            return None, b""
+        hlen, plen = FRAME_HEADER.unpack(head)
+        header = json.loads(self.rfile.read(hlen))
+        payload = self.rfile.read(plen) if plen else b""
+        if len(payload) < plen:
+            return None, b""
+        return header, payload
+
+    def write(self, header, payload=b""):
+        head, payload = encode_frame(header, payload)
+        if len(payload) < SMALL_FRAME:
+            self.sock.sendall(head + payload)
+        else:  # do not copy a large payload just to save a syscall
+            self.sock.sendall(head)
+            self.sock.sendall(payload)
+
+
+# ----------------------------------------------------------------------------- AWS behaviour
+class Fault(Exception):
+    def __init__(self, error_type, msg, trace=None):
+        super().__init__(msg)
+        self.error_type = error_type
+        self.msg = msg
+        self.trace = trace
+
+
+def make_error(message, error_type, stack_trace, request_id=None):
+    return {
+        "errorMessage": message or "",
+        "errorType": error_type or "",
+        "requestId": request_id if request_id is not None else "",
+        "stackTrace": stack_trace or [],
+    }
+
+
+def fault_from_exc(exc, request_id=None):
+    """awslambdaric's build_fault_result: drop the runtime's own leading frames."""
+    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)]
+    for i, frame in enumerate(frames):
+        if "/bootstrap.py" not in frame[0]:
+            frames = frames[i:]
+            break
+    return make_error(str(exc), type(exc).__name__, traceback.format_list(frames), request_id)
+
+
+def _indent(line):
+    stripped = line.lstrip(" ")
+    return ERROR_LOG_IDENT * (len(line) - len(stripped)) + stripped
+
+
+def log_error(error):
+    """One log event: '[ERROR] Type: message' and the traceback, lines joined by '\\r'."""
+    description = "[ERROR]"
+    if error.get("errorType"):
+        description += " " + error["errorType"]
+    if error.get("errorMessage"):
+        if error.get("errorType"):
+            description += ":"
+        description += " " + error["errorMessage"]
+    lines = [description]
+    if error.get("stackTrace") is not None:
+        lines.append("Traceback (most recent call last):")
+        for element in error["stackTrace"]:
+            lines.extend([_indent(x) for x in element.splitlines()] if element else [""])
+    sys.stdout.write("\r".join(lines) + "\n")
+
+
+def one_event(text):
+    """A multi-line message stays one log event: inner newlines become '\\r' (awslambdaric)."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    return text.replace("\n", "\r") + "\n"
+
+
+class RequestState:
+    """The request id the logging filter stamps on records (empty during INIT)."""
+
+    request_id = ""
+
+
+class LambdaLogFilter(logging.Filter):
+    def __init__(self, state):
+        super().__init__()
+        self.state = state
+
+    def filter(self, record):
+        record.aws_request_id = self.state.request_id
+        return True
+
+
+class LambdaLogHandler(logging.Handler):
+    """Writes to the current sys.stdout (the log pipe), one event per record."""
+
+    def emit(self, record):
+        try:
+            sys.stdout.write(one_event(self.format(record)))
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(state):
+    logging.Formatter.converter = time.gmtime
+    handler = LambdaLogHandler()
+    handler.setFormatter(
+        logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+            "%Y-%m-%dT%H:%M:%S",
+        )
+    )
+    handler.addFilter(LambdaLogFilter(state))
+    logging.getLogger().addHandler(handler)  # root stays at WARNING, as on AWS
+
+
+class Encoder(json.JSONEncoder):
+    """awslambdaric's encoder: Decimal as a number; non-ASCII kept for python3.12 only (as AWS)."""
+
+    def default(self, o):
+        if isinstance(o, decimal.Decimal):
+            if o.is_nan():
+                return math.nan
+            if o.is_finite() and o == o.to_integral_value():
+                return int(o)
+            return float(o)
+        return super().default(o)
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, data):
+        self.cognito_identity_id = data.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = data.get("cognitoIdentityPoolId")
+
+
+class Client:
+    __slots__ = ("app_package_name", "app_title", "app_version_code", "app_version_name", "installation_id")
+
+    def __init__(self, data):
+        for name in self.__slots__:
+            setattr(self, name, data.get(name))
+
+
+class ClientContext:
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, data):
+        client = data.get("client")
+        self.client = Client(client) if client is not None else None
+        self.custom = data.get("custom")
+        self.env = data.get("env")
+
+
+def parse_json_header(text, name):
+    try:
+        return json.loads(text)
+    except Exception as exc:
+        raise Fault("Runtime.LambdaContextUnmarshalError", f"Unable to parse {name} JSON: {exc}") from None
+
+
+class LambdaContext:
+    def __init__(self, header):
+        env = os.environ
+        self.aws_request_id = header["id"]
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.invoked_function_arn = header.get("arn")
+        self.tenant_id = None
+        cc = header.get("cc")
+        self.client_context = ClientContext(parse_json_header(cc, "Client Context")) if cc else None
+        ci = header.get("ci")
+        self.identity = CognitoIdentity(parse_json_header(ci, "Cognito Identity") if ci else {})
+        self._deadline_ms = header["deadline"]
+
+    def get_remaining_time_in_millis(self):
+        remaining = self._deadline_ms - int(time.time() * 1000)
+        return remaining if remaining > 0 else 0
+
+    def log(self, msg):
+        sys.stdout.write(one_event(str(msg)))
+
+    def __repr__(self):
+        return (
+            f"LambdaContext([aws_request_id={self.aws_request_id},log_group_name={self.log_group_name},"
+            f"log_stream_name={self.log_stream_name},function_name={self.function_name},"
+            f"memory_limit_in_mb={self.memory_limit_in_mb},function_version={self.function_version},"
+            f"invoked_function_arn={self.invoked_function_arn},client_context={self.client_context},"
+            f"identity={self.identity},tenant_id={self.tenant_id}])"
+        )
+
+
+def load_handler(handler):
+    """awslambdaric's _get_handler, fault for fault."""
+    try:
+        modname, fname = handler.rsplit(".", 1)
+    except ValueError as exc:
+        raise Fault("Runtime.MalformedHandlerName", f"Bad handler '{handler}': {exc}") from None
+    try:
+        if modname.split(".")[0] in sys.builtin_module_names:
+            raise Fault(
+                "Runtime.BuiltInModuleConflict", f"Cannot use built-in module {modname} as a handler module"
+            )
+        module = importlib.import_module(modname.replace("/", "."))
+    except ImportError as exc:
+        raise Fault("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}") from None
+    except SyntaxError as exc:
+        trace = [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}']
+        raise Fault(
+            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {exc}", trace
+        ) from None
+    try:
+        return getattr(module, fname)
+    except AttributeError:
+        raise Fault("Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'") from None
+
+
+# ----------------------------------------------------------------------------- environment
+def flush_stdio():
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def private_tmp(libc, tmp_dir, task_root):
+    """Bind a per-environment dir onto /tmp in a private mount namespace.
+
+    Falls back to TMPDIR when mount namespaces are not permitted (unprivileged server): Python's
+    tempfile and most tools honour it, but a hard-coded '/tmp' path is then shared.  The sandbox
+    issue replaces this with full namespaces.
+    """
+    # Code kept under /tmp (a data dir there, pytest's tmp_path) would be hidden by the new
+    # /tmp: hold it by fd and bind it back at the same path inside the private /tmp.
+    # (The fd is opened after unshare: a bind source must be a mount of our own namespace.)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return False
+    keep = task_root if task_root.startswith("/tmp/") else None
+    keep_fd = os.open(keep, os.O_PATH | os.O_DIRECTORY) if keep else None
+    try:
+        if libc.mount(tmp_dir.encode(), b"/tmp", None, MS_BIND | MS_REC, None) != 0:
+            return False
+        if keep_fd is not None:
+            os.makedirs(keep, exist_ok=True)
+            source = f"/proc/self/fd/{keep_fd}".encode()
+            if libc.mount(source, keep.encode(), None, MS_BIND | MS_REC, None) != 0:
+                libc.umount2(b"/tmp", MNT_DETACH)
+                return False
+        return True
+    finally:
+        if keep_fd is not None:
+            os.close(keep_fd)
+
+
+def set_stdio(log_fd):
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    # Line-buffered text streams on the pipe, alive as long as the process.
+    sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
+        2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
+
+
+def setup_environment(cfg, libc, log_fd, stdlib_paths):
+    """Everything before user code.  Order matters: cgroup first, so all later memory counts."""
+    if cfg.get("cgroup_procs"):
+        with open(cfg["cgroup_procs"], "w") as f:
+            f.write(str(os.getpid()))
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != cfg["zygote_pid"]:  # the zygote died before prctl took effect
+        os._exit(70)
+    os.setsid()  # own process group: the engine can kill the env and its children at once
+    private = private_tmp(libc, cfg["tmp_dir"], cfg["task_root"])
+    set_stdio(log_fd)
+    env = dict(cfg["environment"])
+    if not private:
+        env["TMPDIR"] = cfg["tmp_dir"]
+    os.environ.clear()
+    os.environ.update(env)
+    time.tzset()
+    os.chdir(cfg["task_root"])
+    sys.path[:] = [cfg["task_root"], *cfg["extra_paths"], *stdlib_paths]
+    return private
+
+
+def run_environment(cfg, chan_fd, log_fd, state, libc, stdlib_paths):
+    chan = Channel(chan_fd)
+    try:
+        private = setup_environment(cfg, libc, log_fd, stdlib_paths)
+    except Exception as exc:
+        chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
+        return 70
+    encoder = Encoder(ensure_ascii=os.environ.get("AWS_EXECUTION_ENV") != "AWS_Lambda_python3.12")
+    try:
+        handler = load_handler(cfg["handler"])
+    except Exception as exc:
+        if isinstance(exc, Fault):
+            error = make_error(exc.msg, exc.error_type, exc.trace)
+        else:
+            error = fault_from_exc(exc)
+        logging.warning(LAMBDA_WARNING)
+        log_error(error)
+        flush_stdio()
+        chan.write({"t": "init_error"}, json.dumps(error).encode())
+        return 1
+    flush_stdio()
+    chan.write({"t": "ready", "pid": os.getpid(), "private_tmp": private})
+    while True:
+        header, payload = chan.read()
+        if header is None:
+            return 0
+        state.request_id = header["id"]
+        if header.get("trace"):
+            os.environ["_X_AMZN_TRACE_ID"] = header["trace"]
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        kind, body = invoke(handler, header, payload, encoder)
+        flush_stdio()  # everything printed is in the pipe before the engine sees the result
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        chan.write({"t": kind, "rss_kb": rss}, body)
+
+
+def invoke(handler, header, payload, encoder):
+    request_id = header["id"]
+    try:
+        context = LambdaContext(header)
+        try:
+            event = json.loads(payload) if payload else {}
+        except Exception as exc:
+            raise Fault("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}") from None
+        response = handler(event, context)
+        if isinstance(response, bytes):
+            return "result", response
+        try:
+            return "result", encoder.encode(response).encode()
+        except Exception as exc:
+            raise Fault("Runtime.MarshalError", f"Unable to marshal response: {exc}") from None
+    except Fault as fault:
+        error = make_error(fault.msg, fault.error_type, fault.trace, request_id)
+    except Exception as exc:
+        error = fault_from_exc(exc, request_id)
+    log_error(error)
+    return "error", json.dumps(error).encode()
+
+
+# ----------------------------------------------------------------------------- zygote
+class Zygote:
+    def __init__(self, control_fd):
+        self.ctl = socket.socket(fileno=control_fd)
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.children = {}  # pid -> env id
+        self.state = RequestState()
+        self.stdlib_paths = list(sys.path)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.selector = selectors.DefaultSelector()
+
+    def send(self, message):
+        self.ctl.send(json.dumps(message).encode())
+
+    def serve(self):
+        self.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # dies with the engine, not with Ctrl-C
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the selector only
+        setup_logging(self.state)
+        self.selector.register(self.ctl, selectors.EVENT_READ)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        gc.collect()
+        gc.freeze()  # keep the pre-imported heap shared (copy-on-write) across forks
+        self.send({"t": "hello", "pid": os.getpid(), "version": list(sys.version_info[:2])})
+        while True:
+            for key, _ in self.selector.select():
+                if key.fileobj is self.ctl:
+                    if not self.on_control():
+                        self.shutdown()
+                        return
+                else:
+                    self.reap()
+
+    def on_control(self):
+        msg, fds, _flags, _addr = socket.recv_fds(self.ctl, 65536, 4)
+        if not msg:
+            for fd in fds:
+                os.close(fd)
+            return False
+        request = json.loads(msg)
+        if request.get("t") == "spawn" and len(fds) == 2:
+            self.spawn(request, fds[0], fds[1])
+        else:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def spawn(self, request, chan_fd, log_fd):
+        cfg = request["cfg"]
+        cfg["zygote_pid"] = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(self.child(cfg, chan_fd, log_fd))
+        os.close(chan_fd)
+        os.close(log_fd)
+        self.children[pid] = request["id"]
+        self.send({"t": "spawned", "id": request["id"], "pid": pid})
+
+    def child(self, cfg, chan_fd, log_fd):
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.selector.close()
+            self.ctl.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            code = run_environment(cfg, chan_fd, log_fd, self.state, self.libc, self.stdlib_paths)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+        flush_stdio()
+        return code
+
+    def reap(self):
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            env_id = self.children.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            report = {"t": "exit", "id": env_id, "pid": pid}
+            if code < 0:
+                report["signal"] = -code
+            else:
+                report["code"] = code
+            self.send(report)
+
+    def shutdown(self):
+        for pid in list(self.children):
+            for kill in (os.killpg, os.kill):  # the env's process group, then the env itself
+                with contextlib.suppress(OSError):
+                    kill(pid, signal.SIGKILL)
+        for pid in list(self.children):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == "zygote":
+        Zygote(int(argv[2])).serve()
+        return 0
+    sys.stderr.write("usage: bootstrap.py zygote <control fd>\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

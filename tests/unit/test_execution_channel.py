@@ -1,0 +1,113 @@
+"""The frame codec is duplicated in the bootstrap (it cannot import lamina): both sides must agree."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from lamina.execution import channel, logs
+from lamina.execution.engine import BOOTSTRAP
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("lamina_bootstrap_under_test", BOOTSTRAP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_constants_agree(bootstrap: ModuleType) -> None:
+    assert bootstrap.FRAME_HEADER.format == channel.FRAME_HEADER.format
+    assert bootstrap.SMALL_FRAME == channel.SMALL_FRAME
+
+
+@pytest.mark.parametrize("payload", [b"", b'{"a": 1}', bytes(range(256)) * 30000])
+def test_engine_frames_decode_in_bootstrap_and_back(bootstrap: ModuleType, payload: bytes) -> None:
+    ours, theirs = socket.socketpair()
+    env_side = bootstrap.Channel(theirs.detach())
+    head, body = channel.encode_frame({"t": "invoke", "id": "r-1", "é": [1, None]}, payload)
+
+    def writer() -> None:  # a 7 MB frame does not fit the socket buffer: write while reading
+        ours.sendall(head + body)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    header, got = env_side.read()
+    t.join()
+    assert header == {"t": "invoke", "id": "r-1", "é": [1, None]} and got == payload
+
+    decoder = channel.FrameDecoder()
+    reply = threading.Thread(target=env_side.write, args=({"t": "result", "rss_kb": 1}, payload))
+    reply.start()
+    frames: list[channel.Frame] = []
+    while not frames:
+        frames = decoder.feed(ours.recv(1 << 20))
+    reply.join()
+    assert frames == [({"t": "result", "rss_kb": 1}, payload)]
+    ours.close()
+    env_side.rfile.close()
+    env_side.sock.close()
+
+
+def test_decoder_handles_split_and_coalesced_frames() -> None:
+    a = b"".join(channel.encode_frame({"n": 1}, b"abc"))
+    b = b"".join(channel.encode_frame({"n": 2}, b""))
+    stream = a + b
+    decoder = channel.FrameDecoder()
+    got: list[channel.Frame] = []
+    for i in range(len(stream)):
+        got.extend(decoder.feed(stream[i : i + 1]))
+    assert got == [({"n": 1}, b"abc"), ({"n": 2}, b"")]
+    assert channel.FrameDecoder().feed(stream) == got
+
+
+def test_env_channel_protocol_over_a_socketpair(bootstrap: ModuleType) -> None:
+    async def scenario() -> None:
+        ours, theirs = socket.socketpair()
+        env_side = bootstrap.Channel(theirs.detach())
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_unix_connection(channel.EnvChannel, sock=ours)
+        env_side.write({"t": "ready"})
+        assert await proto.receive() == ({"t": "ready"}, b"")
+        proto.send({"t": "invoke"}, b"x" * 10)
+        assert await loop.run_in_executor(None, env_side.read) == ({"t": "invoke"}, b"x" * 10)
+        env_side.rfile.close()  # makefile() holds the socket open too
+        env_side.sock.close()
+        with pytest.raises(channel.ChannelClosedError):
+            await proto.receive()
+        proto.close()
+
+    asyncio.run(scenario())
+
+
+def test_report_and_stream_formats() -> None:
+    line = logs.report_line(request_id="r", duration_ms=1.234, memory_mb=128, max_used_mb=40, init_ms=12.345)
+    assert line == (
+        "REPORT RequestId: r\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\t"
+        "Max Memory Used: 40 MB\tInit Duration: 12.35 ms\t"
+    )
+    error = logs.report_line(
+        request_id="r",
+        duration_ms=5,
+        memory_mb=128,
+        max_used_mb=1,
+        status="error",
+        error_type="Runtime.ExitError",
+    )
+    assert error.endswith("Max Memory Used: 1 MB\tStatus: error\tError Type: Runtime.ExitError\t")
+    created = datetime(2024, 3, 9, 23, 59, tzinfo=UTC)
+    assert logs.log_stream_name("$LATEST", "a" * 32, created) == "2024/03/09/[$LATEST]" + "a" * 32
+    assert logs.init_start_line("python3.12", "eu-west-1") == (
+        "INIT_START Runtime Version: python:3.12.v1\t"
+        "Runtime Version ARN: arn:aws:lambda:eu-west-1::runtime:lamina-python3.12"
+    )
+    assert Path(BOOTSTRAP).name == "bootstrap.py"
