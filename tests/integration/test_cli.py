@@ -19,21 +19,38 @@ AWS = str(Path(sys.executable).parent / "aws")
 
 def cli_env(server: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAMINA_"))}
-    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_DEFAULT_REGION=REGION,
-               AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-               LAMINA_ACCESS_KEY_ID=ACCESS_KEY, LAMINA_SECRET_ACCESS_KEY=SECRET_KEY,
-               LAMINA_ENDPOINT_URL=server.endpoint)
+    env.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        LAMINA_ACCESS_KEY_ID=ACCESS_KEY,
+        LAMINA_SECRET_ACCESS_KEY=SECRET_KEY,
+        LAMINA_ENDPOINT_URL=server.endpoint,
+    )
     return env
 
 
 def aws(server: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AWS, "--endpoint-url", server.endpoint, *args], env=cli_env(server),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [AWS, "--endpoint-url", server.endpoint, *args],
+        env=cli_env(server),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def lamina(server: Any, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lamina", *args], env=cli_env(server), input=stdin,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lamina", *args],
+        env=cli_env(server),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_aws_cli_create_wait_invoke(server: Any, tmp_path: Path) -> None:
@@ -41,16 +58,41 @@ def test_aws_cli_create_wait_invoke(server: Any, tmp_path: Path) -> None:
         pytest.skip("aws CLI not installed in this environment")
     name = unique("cli")
     zip_path = tmp_path / "fn.zip"
-    zip_path.write_bytes(make_zip({"app.py": "def handler(e, c):\n    print('hi from cli')\n    return {'got': e}\n"}))
-    r = aws(server, "lambda", "create-function", "--function-name", name, "--runtime", "python3.11",
-            "--handler", "app.handler", "--zip-file", f"fileb://{zip_path}", "--role", ROLE)
+    zip_path.write_bytes(
+        make_zip({"app.py": "def handler(e, c):\n    print('hi from cli')\n    return {'got': e}\n"})
+    )
+    r = aws(
+        server,
+        "lambda",
+        "create-function",
+        "--function-name",
+        name,
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "app.handler",
+        "--zip-file",
+        f"fileb://{zip_path}",
+        "--role",
+        ROLE,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["FunctionName"] == name
     r = aws(server, "lambda", "wait", "function-active-v2", "--function-name", name)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out.json"
-    r = aws(server, "lambda", "invoke", "--function-name", name,  # aws CLI v1: the payload is sent raw
-            "--payload", '{"x": 1}', "--log-type", "Tail", str(out))
+    r = aws(
+        server,
+        "lambda",
+        "invoke",
+        "--function-name",
+        name,  # aws CLI v1: the payload is sent raw
+        "--payload",
+        '{"x": 1}',
+        "--log-type",
+        "Tail",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     meta = json.loads(r.stdout)
     assert meta["StatusCode"] == 200 and meta["ExecutedVersion"] == "$LATEST"
@@ -68,8 +110,10 @@ def test_lamina_deploy_invoke_ls_rm(server: Any, tmp_path: Path) -> None:
     name = unique("verb")
     src = tmp_path / "fn"
     src.mkdir()
-    (src / "app.py").write_text("import os\ndef handler(e, c):\n    print('log line')\n"
-                                "    return {'stage': os.environ['STAGE'], 'e': e}\n")
+    (src / "app.py").write_text(
+        "import os\ndef handler(e, c):\n    print('log line')\n"
+        "    return {'stage': os.environ['STAGE'], 'e': e}\n"
+    )
     r = lamina(server, "deploy", str(src), "--name", name, "--runtime", "python3.11", "--env", "STAGE=dev")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith(f"function:{name}")
@@ -96,8 +140,13 @@ def test_lamina_deploy_invoke_ls_rm(server: Any, tmp_path: Path) -> None:
 def test_lamina_cli_unreachable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAMINA_"))}
     env.update(LAMINA_ACCESS_KEY_ID=ACCESS_KEY, LAMINA_SECRET_ACCESS_KEY=SECRET_KEY)
-    r = subprocess.run([sys.executable, "-m", "lamina", "ls", "--endpoint-url", "http://127.0.0.1:9"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "lamina", "ls", "--endpoint-url", "http://127.0.0.1:9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1
     assert "cannot reach lamina" in r.stderr and "Traceback" not in r.stderr
 
@@ -105,6 +154,11 @@ def test_lamina_cli_unreachable(tmp_path: Path) -> None:
 def test_invoke_zip_with_package_dir(lam: Any) -> None:
     name = unique()
     files = {"pkg/__init__.py": "", "pkg/mod.py": "def handler(e, c):\n    return 'nested'\n"}
-    lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="pkg/mod.handler",
-                        Code={"ZipFile": make_zip(files)})
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="pkg/mod.handler",
+        Code={"ZipFile": make_zip(files)},
+    )
     assert json.loads(lam.invoke(FunctionName=name)["Payload"].read()) == "nested"

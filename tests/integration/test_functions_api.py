@@ -22,8 +22,9 @@ def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
 def test_create_defaults_and_shape(lam: Any) -> None:
     name = unique()
     zipped = make_zip({"app.py": HELLO})
-    cfg = lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                              Code={"ZipFile": zipped})
+    cfg = lam.create_function(
+        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={"ZipFile": zipped}
+    )
     assert cfg["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert cfg["FunctionName"] == name
     assert cfg["FunctionArn"] == f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
@@ -54,8 +55,12 @@ def test_get_function_code_location_downloads_identical_zip(lam: Any, create_fn:
 
 def test_names_partial_and_full_arns_accepted(lam: Any, create_fn: Any) -> None:
     name = create_fn(HELLO)
-    for ident in (name, f"123456789012:function:{name}", f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
-                  f"{name}:$LATEST"):
+    for ident in (
+        name,
+        f"123456789012:function:{name}",
+        f"arn:aws:lambda:us-east-1:123456789012:function:{name}",
+        f"{name}:$LATEST",
+    ):
         assert lam.get_function_configuration(FunctionName=ident)["FunctionName"] == name
 
 
@@ -83,7 +88,11 @@ def test_not_found_and_conflict(lam: Any, create_fn: Any) -> None:
         ({"Runtime": "cobol85"}, "ValidationException", "enum value set"),
         ({"Runtime": "python2.7"}, "InvalidParameterValueException", "not available"),
         ({"Runtime": "python3.9"}, "InvalidParameterValueException", "not available"),
-        ({"Environment": {"Variables": {"AWS_REGION": "x"}}}, "InvalidParameterValueException", "reserved keys"),
+        (
+            {"Environment": {"Variables": {"AWS_REGION": "x"}}},
+            "InvalidParameterValueException",
+            "reserved keys",
+        ),
         ({"Environment": {"Variables": {"BIG": "x" * 5000}}}, "InvalidParameterValueException", "4KB"),
         ({"Role": "not-a-role"}, "ValidationException", "regular expression pattern"),
     ],
@@ -91,8 +100,13 @@ def test_not_found_and_conflict(lam: Any, create_fn: Any) -> None:
 def test_configuration_rules(server: Any, kwargs: dict[str, Any], code: str, fragment: str) -> None:
     # botocore's client-side checks are off so the server's own validation is what answers
     lam = server.client(parameter_validation=False)
-    params: dict[str, Any] = {"FunctionName": unique(), "Runtime": "python3.11", "Role": ROLE,
-                              "Handler": "app.handler", "Code": {"ZipFile": make_zip({"app.py": HELLO})}}
+    params: dict[str, Any] = {
+        "FunctionName": unique(),
+        "Runtime": "python3.11",
+        "Role": ROLE,
+        "Handler": "app.handler",
+        "Code": {"ZipFile": make_zip({"app.py": HELLO})},
+    }
     params.update(kwargs)
     with pytest.raises(ClientError) as exc:
         lam.create_function(**params)
@@ -109,8 +123,14 @@ def test_bad_name_is_validation_error(lam: Any) -> None:
 
 def test_client_side_validation_still_applies(lam: Any) -> None:
     with pytest.raises(ParamValidationError):
-        lam.create_function(FunctionName=unique(), Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                            Code={"ZipFile": make_zip({"app.py": HELLO})}, MemorySize=1)
+        lam.create_function(
+            FunctionName=unique(),
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": make_zip({"app.py": HELLO})},
+            MemorySize=1,
+        )
 
 
 @pytest.mark.parametrize(
@@ -123,8 +143,13 @@ def test_client_side_validation_still_applies(lam: Any) -> None:
 )
 def test_zip_slip_rejected(lam: Any, server: Any, entries: dict[str, str]) -> None:
     with pytest.raises(ClientError) as exc:
-        lam.create_function(FunctionName=unique(), Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                            Code={"ZipFile": make_zip({"app.py": HELLO, **entries})})
+        lam.create_function(
+            FunctionName=unique(),
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": make_zip({"app.py": HELLO, **entries})},
+        )
     assert error_code(exc) == "InvalidParameterValueException"
     assert not (server.data_dir.parent / "evil.py").exists()
     assert not (server.data_dir / "evil.py").exists()
@@ -138,18 +163,28 @@ def test_symlink_out_rejected(lam: Any) -> None:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("app.py", HELLO)
         info = zipfile.ZipInfo("link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(ClientError) as exc:
-        lam.create_function(FunctionName=unique(), Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                            Code={"ZipFile": buf.getvalue()})
+        lam.create_function(
+            FunctionName=unique(),
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": buf.getvalue()},
+        )
     assert error_code(exc) == "InvalidParameterValueException"
 
 
 def test_not_a_zip(lam: Any) -> None:
     with pytest.raises(ClientError) as exc:
-        lam.create_function(FunctionName=unique(), Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                            Code={"ZipFile": b"definitely not a zip"})
+        lam.create_function(
+            FunctionName=unique(),
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": b"definitely not a zip"},
+        )
     assert error_code(exc) == "InvalidParameterValueException"
 
 
@@ -161,8 +196,9 @@ def test_update_code_and_configuration(lam: Any, create_fn: Any) -> None:
     assert after["CodeSha256"] != before["CodeSha256"]
     assert after["RevisionId"] != before["RevisionId"]
     lam.get_waiter("function_updated_v2").wait(FunctionName=name)
-    cfg = lam.update_function_configuration(FunctionName=name, MemorySize=256, Timeout=10, Description="d",
-                                            Environment={"Variables": {"AB": "1"}})
+    cfg = lam.update_function_configuration(
+        FunctionName=name, MemorySize=256, Timeout=10, Description="d", Environment={"Variables": {"AB": "1"}}
+    )
     assert cfg["MemorySize"] == 256 and cfg["Timeout"] == 10 and cfg["Description"] == "d"
     assert cfg["Environment"] == {"Variables": {"AB": "1"}}
     with pytest.raises(ClientError) as exc:
@@ -184,7 +220,9 @@ def test_list_functions_pagination(lam: Any, create_fn: Any) -> None:
             break
     assert names <= set(seen)
     assert len(seen) == len(set(seen))
-    paginated = [f["FunctionName"] for p in lam.get_paginator("list_functions").paginate() for f in p["Functions"]]
+    paginated = [
+        f["FunctionName"] for p in lam.get_paginator("list_functions").paginate() for f in p["Functions"]
+    ]
     assert names <= set(paginated)
 
 

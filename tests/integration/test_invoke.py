@@ -50,9 +50,20 @@ def test_request_response_context_and_env(lam: Any, create_fn: Any) -> None:
     assert 0 < out["remaining"] <= 3000
     env = out["env"]
     assert env["MY_VAR"] == "mine"
-    for key in ("AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-                "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_REGION", "AWS_DEFAULT_REGION",
-                "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "_HANDLER", "TZ"):
+    for key in (
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "_HANDLER",
+        "TZ",
+    ):
         assert key in env, key
     assert env["AWS_REGION"] == "us-east-1" and env["_HANDLER"] == "app.handler"
     assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11"
@@ -63,7 +74,7 @@ def test_request_response_context_and_env(lam: Any, create_fn: Any) -> None:
 def test_qualified_arn_and_empty_payload(lam: Any, create_fn: Any) -> None:
     name = create_fn(ECHO)
     arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}:$LATEST"
-    resp, out = invoke(lam, arn)
+    _resp, out = invoke(lam, arn)
     assert out["event"] == {}
     assert out["arn"] == arn
 
@@ -91,8 +102,11 @@ def test_handler_exception_shape_and_tail(lam: Any, create_fn: Any) -> None:
     assert "about to fail" in tail
     assert "[ERROR] ValueError: boom" in tail
     assert f"END RequestId: {rid}" in tail
-    assert re.search(rf"REPORT RequestId: {rid}\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t"
-                     r"Memory Size: 128 MB\tMax Memory Used: \d+ MB", tail)
+    assert re.search(
+        rf"REPORT RequestId: {rid}\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t"
+        r"Memory Size: 128 MB\tMax Memory Used: \d+ MB",
+        tail,
+    )
 
 
 def test_tail_is_last_4kb(lam: Any, create_fn: Any) -> None:
@@ -113,19 +127,24 @@ def test_tail_is_last_4kb(lam: Any, create_fn: Any) -> None:
         ({"app.py": "raise RuntimeError('init failed')\n"}, "app.handler", "RuntimeError"),
     ],
 )
-def test_runtime_errors(lam: Any, create_fn: Any, files: dict[str, str], handler: str, error_type: str) -> None:
+def test_runtime_errors(
+    lam: Any, create_fn: Any, files: dict[str, str], handler: str, error_type: str
+) -> None:
     name = create_fn(files, Handler=handler)
     resp, out = invoke(lam, name, {})
     assert resp["FunctionError"] == "Unhandled"
     assert out["errorType"] == error_type
     # the next invoke behaves the same (init retried in a fresh environment, not a hang)
-    resp2, out2 = invoke(lam, name, {})
+    _resp2, out2 = invoke(lam, name, {})
     assert out2["errorType"] == error_type
 
 
 def test_timeout_then_fresh_environment(lam: Any, create_fn: Any) -> None:
-    code = ("import time\ncount = 0\ndef handler(e, c):\n    global count\n    count += 1\n"
-            "    if e.get('sleep'):\n        time.sleep(30)\n    return {'count': count, 'stream': c.log_stream_name}\n")
+    code = (
+        "import time\ncount = 0\ndef handler(e, c):\n    global count\n    count += 1\n"
+        "    if e.get('sleep'):\n        time.sleep(30)\n"
+        "    return {'count': count, 'stream': c.log_stream_name}\n"
+    )
     name = create_fn(code, Timeout=1)
     _, first = invoke(lam, name, {})
     start = time.monotonic()
@@ -139,9 +158,11 @@ def test_timeout_then_fresh_environment(lam: Any, create_fn: Any) -> None:
 
 
 def test_warm_reuse_and_tmp(lam: Any, create_fn: Any) -> None:
-    code = ("import os\ncount = 0\ndef handler(e, c):\n    global count\n    count += 1\n"
-            "    p = os.path.join(os.environ.get('TMPDIR', '/tmp'), 'marker')\n    existed = os.path.exists(p)\n"
-            "    open(p, 'w').write('x')\n    return {'count': count, 'existed': existed}\n")
+    code = (
+        "import os\ncount = 0\ndef handler(e, c):\n    global count\n    count += 1\n"
+        "    p = os.path.join(os.environ.get('TMPDIR', '/tmp'), 'marker')\n    existed = os.path.exists(p)\n"
+        "    open(p, 'w').write('x')\n    return {'count': count, 'existed': existed}\n"
+    )
     name = create_fn(code)
     _, a = invoke(lam, name, {})
     _, b = invoke(lam, name, {})
@@ -154,13 +175,17 @@ def test_update_retires_old_environments(lam: Any, create_fn: Any) -> None:
     assert invoke(lam, name, {})[1] == "one"
     lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"XX": "1"}})
     lam.get_waiter("function_updated_v2").wait(FunctionName=name)
-    lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "V = 'two'\ndef handler(e, c):\n    return V\n"}))
+    lam.update_function_code(
+        FunctionName=name, ZipFile=make_zip({"app.py": "V = 'two'\ndef handler(e, c):\n    return V\n"})
+    )
     assert invoke(lam, name, {})[1] == "two"
 
 
 def test_memory_limit(lam: Any, create_fn: Any) -> None:
-    code = ("def handler(e, c):\n    if e.get('bomb'):\n        b = []\n        while True:\n"
-            "            b.append(bytearray(10 * 1024 * 1024))\n    return 'ok'\n")
+    code = (
+        "def handler(e, c):\n    if e.get('bomb'):\n        b = []\n        while True:\n"
+        "            b.append(bytearray(10 * 1024 * 1024))\n    return 'ok'\n"
+    )
     name = create_fn(code, MemorySize=128, Timeout=20)
     resp, out = invoke(lam, name, {"bomb": True}, LogType="Tail")
     assert resp["FunctionError"] == "Unhandled"
@@ -181,7 +206,9 @@ def test_payload_limits_and_bad_json(lam: Any, create_fn: Any) -> None:
     ok = json.dumps({"s": "x" * (5 * 1024 * 1024)}).encode()
     assert invoke(lam, name, ok)[1] == 5 * 1024 * 1024
     with pytest.raises(ClientError) as exc:
-        lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"s": "x" * 1_100_000}).encode())
+        lam.invoke(
+            FunctionName=name, InvocationType="Event", Payload=json.dumps({"s": "x" * 1_100_000}).encode()
+        )
     assert exc.value.response["Error"]["Code"] == "RequestTooLargeException"
 
 
@@ -209,8 +236,10 @@ def test_event_invoke_runs_in_background(lam: Any, create_fn: Any, server: Any) 
 
 
 def test_python_logging_format(lam: Any, create_fn: Any) -> None:
-    code = ("import logging\nlogger = logging.getLogger()\nlogger.setLevel(logging.INFO)\n"
-            "def handler(e, c):\n    logger.info('hello %s', 'log')\n    return 1\n")
+    code = (
+        "import logging\nlogger = logging.getLogger()\nlogger.setLevel(logging.INFO)\n"
+        "def handler(e, c):\n    logger.info('hello %s', 'log')\n    return 1\n"
+    )
     name = create_fn(code)
     resp, _ = invoke(lam, name, {}, LogType="Tail")
     tail = base64.b64decode(resp["LogResult"]).decode()

@@ -53,8 +53,14 @@ def test_state_survives_restart_and_no_process_left(tmp_path: Path) -> None:
     srv.start()
     lam = srv.client()
     name = unique()
-    lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                        Code={"ZipFile": make_zip({"app.py": SLEEPY})}, Environment={"Variables": {"KK": "V"}})
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": SLEEPY})},
+        Environment={"Variables": {"KK": "V"}},
+    )
     assert json.loads(lam.invoke(FunctionName=name)["Payload"].read()) == "done"
     assert srv.proc is not None
     procs = descendants(srv.proc.pid)
@@ -80,8 +86,14 @@ def test_inflight_invoke_finishes_on_sigterm(tmp_path: Path) -> None:
     srv.start()
     lam = srv.client()
     name = unique()
-    lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                        Code={"ZipFile": make_zip({"app.py": SLEEPY})}, Timeout=30)
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": SLEEPY})},
+        Timeout=30,
+    )
     lam.invoke(FunctionName=name)  # warm, so the next one is in flight quickly
     result: dict[str, Any] = {}
 
@@ -104,8 +116,14 @@ def test_inflight_invoke_gets_error_after_grace(tmp_path: Path) -> None:
     srv.start()
     lam = srv.client()
     name = unique()
-    lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                        Code={"ZipFile": make_zip({"app.py": SLEEPY})}, Timeout=60)
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": SLEEPY})},
+        Timeout=60,
+    )
     lam.invoke(FunctionName=name)
     result: dict[str, Any] = {}
 
@@ -142,8 +160,12 @@ def test_generated_credentials(tmp_path: Path) -> None:
         port = srv.port
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMINA_", "AWS_"))}
         log = open(tmp_path / "log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "lamina", "serve", "--port", str(port), "--data-dir", str(data)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lamina", "serve", "--port", str(port), "--data-dir", str(data)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             creds_file = data / "credentials.json"
             deadline = time.monotonic() + 30
@@ -151,10 +173,14 @@ def test_generated_credentials(tmp_path: Path) -> None:
                 time.sleep(0.05)
             creds = json.loads(creds_file.read_text())
             assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
-            lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                               aws_access_key_id=creds["access_key_id"],
-                               aws_secret_access_key=creds["secret_access_key"],
-                               config=Config(retries={"max_attempts": 10, "mode": "standard"}))
+            lam = boto3.client(
+                "lambda",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name="us-east-1",
+                aws_access_key_id=creds["access_key_id"],
+                aws_secret_access_key=creds["secret_access_key"],
+                config=Config(retries={"max_attempts": 10, "mode": "standard"}),
+            )
             deadline = time.monotonic() + 30
             while True:
                 try:
@@ -179,13 +205,28 @@ def test_event_survives_kill_9(tmp_path: Path) -> None:
     srv.start()
     lam = srv.client()
     name = unique()
-    code = "import time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    print('finished', c.aws_request_id)\n"
-    lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
-                        Code={"ZipFile": make_zip({"app.py": code})}, Timeout=30)
-    ids = [lam.invoke(FunctionName=name, InvocationType="Event",
-                      Payload=json.dumps({"sleep": 5}).encode())["ResponseMetadata"]["RequestId"] for _ in range(3)]
+    code = (
+        "import time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n"
+        "    print('finished', c.aws_request_id)\n"
+    )
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": code})},
+        Timeout=30,
+    )
+    ids = [
+        lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"sleep": 5}).encode())[
+            "ResponseMetadata"
+        ]["RequestId"]
+        for _ in range(3)
+    ]
     srv.stop(signal.SIGKILL)  # the events are accepted (202) but cannot have finished
-    assert not any(f"finished {i}" in m for m in log_messages(srv.data_dir, f"/aws/lambda/{name}") for i in ids)
+    assert not any(
+        f"finished {i}" in m for m in log_messages(srv.data_dir, f"/aws/lambda/{name}") for i in ids
+    )
     srv.start()
     try:
         for rid in ids:
