@@ -164,7 +164,9 @@ def log_messages(data_dir: Path, group: str) -> list[str]:
         return []
     with sqlite3.connect(db, timeout=5) as conn:
         rows = conn.execute(
-            "SELECT message FROM log_events WHERE group_name = ? ORDER BY timestamp_ms, id", (group,)
+            "SELECT e.message FROM log_events e JOIN log_streams s ON s.id = e.stream_id "
+            "WHERE s.group_name = ? ORDER BY e.timestamp_ms, e.rowid",
+            (group,),
         ).fetchall()
     return [r[0] for r in rows]
 
