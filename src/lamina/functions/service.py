@@ -105,8 +105,8 @@ class FunctionService:
         start = 0
         if marker:
             try:
-                after = base64.urlsafe_b64decode(marker.encode()).decode()
-            except (ValueError, UnicodeDecodeError) as exc:
+                after = base64.b64decode(marker.encode(), altchars=b"-_", validate=True).decode()
+            except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
                 raise AwsError("InvalidParameterValueException", "Invalid marker.") from exc
             start = next((i for i, n in enumerate(names) if n > after), len(names))
         limit = max_items or 50
