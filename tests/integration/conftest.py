@@ -137,22 +137,30 @@ def unique(prefix: str = "fn") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def create_function(lam: Any, code: str | bytes | dict[str, str | bytes], **kw: Any) -> str:
+    """Create a python function from app.py source, a file map or a ready zip; return its name."""
+    name = kw.pop("name", None) or unique()
+    if isinstance(code, bytes):
+        zipped = code
+    else:
+        zipped = make_zip({"app.py": code} if isinstance(code, str) else code)
+    lam.create_function(
+        FunctionName=name,
+        Runtime=kw.pop("Runtime", "python3.11"),
+        Role=ROLE,
+        Handler=kw.pop("Handler", "app.handler"),
+        Code={"ZipFile": zipped},
+        **kw,
+    )
+    return name
+
+
 @pytest.fixture
 def create_fn(lam: Any) -> Callable[..., str]:
-    """Create a python function from source text (app.py) and return its name."""
+    """``create_function`` bound to the session's client."""
 
-    def _create(code: str | dict[str, str | bytes], **kw: Any) -> str:
-        name = kw.pop("name", None) or unique()
-        files = {"app.py": code} if isinstance(code, str) else code
-        lam.create_function(
-            FunctionName=name,
-            Runtime=kw.pop("Runtime", "python3.11"),
-            Role=ROLE,
-            Handler=kw.pop("Handler", "app.handler"),
-            Code={"ZipFile": make_zip(files)},
-            **kw,
-        )
-        return name
+    def _create(code: str | bytes | dict[str, str | bytes], **kw: Any) -> str:
+        return create_function(lam, code, **kw)
 
     return _create
 

@@ -15,7 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from .conftest import ACCESS_KEY, REGION, ROLE, SECRET_KEY, unique
+from .conftest import ACCESS_KEY, REGION, ROLE, SECRET_KEY, create_function, unique
 
 
 def signed(
@@ -119,13 +119,7 @@ def test_huge_zip_unzipped_limit(lam: Any) -> None:
             for _ in range(251):
                 f.write(chunk)
     with pytest.raises(ClientError) as exc:
-        lam.create_function(
-            FunctionName=unique(),
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": buf.getvalue()},
-        )
+        create_function(lam, buf.getvalue())
     assert exc.value.response["Error"]["Code"] == "InvalidParameterValueException"
     assert "262144000" in exc.value.response["Error"]["Message"]
 
@@ -139,13 +133,7 @@ def test_zipped_over_50mb(server: Any) -> None:
         zf.writestr("app.py", "def handler(e, c):\n    return 1\n")
         zf.writestr("noise.bin", os.urandom(51 * 1024 * 1024))
     with pytest.raises(ClientError) as exc:
-        lam.create_function(
-            FunctionName=unique(),
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": buf.getvalue()},
-        )
+        create_function(lam, buf.getvalue())
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
-from .conftest import ROLE, make_zip, unique
+from .conftest import ROLE, create_function, make_zip, unique
 
 HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
 
@@ -123,14 +123,7 @@ def test_bad_name_is_validation_error(lam: Any) -> None:
 
 def test_client_side_validation_still_applies(lam: Any) -> None:
     with pytest.raises(ParamValidationError):
-        lam.create_function(
-            FunctionName=unique(),
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": make_zip({"app.py": HELLO})},
-            MemorySize=1,
-        )
+        create_function(lam, HELLO, MemorySize=1)
 
 
 @pytest.mark.parametrize(
@@ -143,13 +136,7 @@ def test_client_side_validation_still_applies(lam: Any) -> None:
 )
 def test_zip_slip_rejected(lam: Any, server: Any, entries: dict[str, str]) -> None:
     with pytest.raises(ClientError) as exc:
-        lam.create_function(
-            FunctionName=unique(),
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": make_zip({"app.py": HELLO, **entries})},
-        )
+        create_function(lam, {"app.py": HELLO, **entries})
     assert error_code(exc) == "InvalidParameterValueException"
     assert not (server.data_dir.parent / "evil.py").exists()
     assert not (server.data_dir / "evil.py").exists()
@@ -166,25 +153,13 @@ def test_symlink_out_rejected(lam: Any) -> None:
         info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(ClientError) as exc:
-        lam.create_function(
-            FunctionName=unique(),
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": buf.getvalue()},
-        )
+        create_function(lam, buf.getvalue())
     assert error_code(exc) == "InvalidParameterValueException"
 
 
 def test_not_a_zip(lam: Any) -> None:
     with pytest.raises(ClientError) as exc:
-        lam.create_function(
-            FunctionName=unique(),
-            Runtime="python3.11",
-            Role=ROLE,
-            Handler="app.handler",
-            Code={"ZipFile": b"definitely not a zip"},
-        )
+        create_function(lam, b"definitely not a zip")
     assert error_code(exc) == "InvalidParameterValueException"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from .conftest import ROLE, LaminaServer, log_messages, make_zip, unique, wait_for_log
+from .conftest import LaminaServer, create_function, log_messages, unique, wait_for_log
 
 SLEEPY = "import time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return 'done'\n"
 
@@ -53,14 +53,7 @@ def test_state_survives_restart_and_no_process_left(tmp_path: Path) -> None:
     srv.start()
     lam = srv.client()
     name = unique()
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": SLEEPY})},
-        Environment={"Variables": {"KK": "V"}},
-    )
+    create_function(lam, SLEEPY, name=name, Environment={"Variables": {"KK": "V"}})
     assert json.loads(lam.invoke(FunctionName=name)["Payload"].read()) == "done"
     assert srv.proc is not None
     procs = descendants(srv.proc.pid)
@@ -86,14 +79,7 @@ def test_inflight_invoke_finishes_on_sigterm(tmp_path: Path) -> None:
     srv.start()
     lam = srv.client()
     name = unique()
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": SLEEPY})},
-        Timeout=30,
-    )
+    create_function(lam, SLEEPY, name=name, Timeout=30)
     lam.invoke(FunctionName=name)  # warm, so the next one is in flight quickly
     result: dict[str, Any] = {}
 
@@ -116,14 +102,7 @@ def test_inflight_invoke_gets_error_after_grace(tmp_path: Path) -> None:
     srv.start()
     lam = srv.client()
     name = unique()
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": SLEEPY})},
-        Timeout=60,
-    )
+    create_function(lam, SLEEPY, name=name, Timeout=60)
     lam.invoke(FunctionName=name)
     result: dict[str, Any] = {}
 
@@ -209,14 +188,7 @@ def test_event_survives_kill_9(tmp_path: Path) -> None:
         "import time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n"
         "    print('finished', c.aws_request_id)\n"
     )
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})},
-        Timeout=30,
-    )
+    create_function(lam, code, name=name, Timeout=30)
     ids = [
         lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"sleep": 5}).encode())[
             "ResponseMetadata"
