@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -29,14 +28,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
     text,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from lamina.execution.types import LogEvent
+from lamina.store.db import sqlite_engine
 
 _meta = MetaData()
 log_groups = Table(
@@ -89,21 +87,11 @@ class StoredLogEvent:
     message: str
 
 
-def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    # Logs survive a crash of lamina (WAL); only an OS crash may lose the last flush: not worth an
-    # fsync per batch on the invoke-heavy path.
-    cur.execute("PRAGMA synchronous=OFF")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
-
-
 class LogStore:
     def __init__(self, path: Path, *, flush_interval_s: float = 0.1, max_pending: int = 5000) -> None:
-        self._engine: Engine = create_engine(f"sqlite:///{path}", future=True)
-        event.listen(self._engine, "connect", _pragmas)
-        _meta.create_all(self._engine)
+        # Logs survive a crash of lamina (WAL); only an OS crash may lose the last flush: not worth
+        # an fsync per batch on the invoke-heavy path.
+        self._engine: Engine = sqlite_engine(path, _meta, synchronous="OFF")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-logs")
         self._pending: list[tuple[str, str, LogEvent]] = []
         self._interval = flush_interval_s
