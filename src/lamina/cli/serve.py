@@ -55,7 +55,7 @@ def serve(
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     if created:
-        click.echo("Generated credentials for this lamina (stored with mode 0600). To use them:", err=True)
+        click.echo("Generated new credentials for this lamina.", err=True)
         click.echo(platform.usage(), err=True)
     click.echo(f"lamina listening on {settings.endpoint_url} (data dir {settings.data_dir})", err=True)
     server.run(platform, grace_s=shutdown_grace)
