@@ -136,20 +136,22 @@ class LaminaApp:
     ) -> None:
         p = self._p
         method: str = scope["method"]
-        query = scope.get("query_string", b"").decode("latin-1")
+        raw_path: bytes = scope.get("raw_path") or path.encode("latin-1")
+        raw_query: bytes = scope.get("query_string", b"")
+        query = raw_query.decode("latin-1")
         declared = int(hmap["content-length"]) if hmap.get("content-length", "").isdigit() else None
         target = hmap.get("x-amz-target")
         matched = None if target else p.router.match(method, path)
         if matched is None:
             body = await _read_body(receive, UNROUTED_BODY_MAX, "Unknown", declared)
-            p.verifier.verify(method, path, query, scope["headers"], body)
+            p.verifier.verify(method, raw_path, raw_query, scope["headers"], body)
             if target:
                 raise AwsError("UnknownOperationException", f"Operation {target} is not supported by lamina.")
             raise AwsError("UnknownOperationException", f"No Lambda operation matches {method} {path}.")
         op, labels = matched
         limit = INVOKE_BODY_MAX if op.name == "Invoke" else DEFAULT_BODY_MAX
         body = await _read_body(receive, limit, op.name, declared)
-        identity = p.verifier.verify(method, path, query, scope["headers"], body)
+        identity = p.verifier.verify(method, raw_path, raw_query, scope["headers"], body)
         handler = p.handlers.get(op.name)
         if handler is None:
             raise AwsError(

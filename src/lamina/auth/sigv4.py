@@ -24,11 +24,12 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
-from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
+from lamina.auth.canonical import SCOPE_PART_RE, canonical_path, canonical_query, parse_query, parse_timestamp
+from lamina.auth.fastpath import FastSigV4
 from lamina.errors import AwsError
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -36,11 +37,7 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 # AWS's own ceiling for X-Amz-Expires: a signing key is only valid for seven days.
 MAX_PRESIGN_EXPIRES_S = 604800
 
-_TIMESTAMP_RE = re.compile(r"\d{8}T\d{6}Z")
 _SHA256_HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
-# Region and service become parts of ARNs and paths, so only the characters AWS itself uses pass.
-_SCOPE_PART_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
-_PLAIN_PATH_RE = re.compile(r"[A-Za-z0-9/~._%-]*")
 # The signature is the one part of an Authorization header that an error message never repeats.
 _SIGNATURE_VALUE_RE = re.compile(r"(signature=)[^,\s]*", re.IGNORECASE)
 _QUERY_AUTH_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Amz-SignedHeaders")
@@ -94,6 +91,8 @@ class SigV4Verifier:
         self._max_skew_s = max_skew_s
         # (secret, date, region, service) -> signing key; a key is four HMACs that change daily at most.
         self._keys: dict[tuple[str, str, str, str], bytes] = {}
+        self._fast = FastSigV4(secrets, signing_key=self._signing_key, clock=clock, max_skew_s=max_skew_s)
+        self._identities: dict[tuple[str, str, str], SignedIdentity] = {}
 
     def verify(
         self,
@@ -108,10 +107,19 @@ class SigV4Verifier:
         ``raw_path`` and ``query_string`` are as sent on the wire: bytes (ASGI ``raw_path`` /
         ``query_string``) or text, where any non-ASCII character stands for its UTF-8 bytes.
         """
+        wire_path, wire_query = _as_wire(raw_path), _as_wire(query_string)
+        accepted = self._fast.verify(method, wire_path, wire_query, headers, body)
+        if accepted is not None:
+            identity = self._identities.get(accepted)
+            if identity is None:
+                if len(self._identities) > 1024:
+                    self._identities.clear()
+                identity = self._identities[accepted] = SignedIdentity(*accepted)
+            return identity
         hmap: dict[bytes, list[bytes]] = {}
         for name, value in headers:
             hmap.setdefault(name.lower(), []).append(value)
-        params = _parse_query(_as_wire(query_string))
+        params = parse_query(wire_query)
         signed = self._signing_parameters(hmap, params)
         now = self._clock()
         self._check_time(signed, now)
@@ -130,8 +138,8 @@ class SigV4Verifier:
             raise AwsError("UnrecognizedClientException", _MSG_UNKNOWN_KEY)
 
         payload_hashes = _payload_hashes(hmap, params, body, signed.presigned)
-        path = _canonical_path(_as_wire(raw_path))
-        query = _canonical_query(params, signed.presigned)
+        path = canonical_path(wire_path)
+        query = canonical_query(params, signed.presigned)
         key = self._signing_key(secret, date, region, service)
         sts_head = f"{ALGORITHM}\n{signed.timestamp}\n{date}/{region}/{service}/aws4_request\n".encode()
         provided = signed.signature.encode("latin-1", "replace")
@@ -242,7 +250,7 @@ def _from_header(auth: str, hmap: dict[bytes, list[bytes]]) -> _Signed:
         raise AwsError("IncompleteSignatureException", " ".join(problems) + f" Authorization={_redact(auth)}")
     if amz_date:
         timestamp = raw_date.decode("latin-1").strip()
-        epoch = _parse_timestamp(timestamp)
+        epoch = parse_timestamp(timestamp)
     else:
         epoch = _parse_http_date(raw_date.decode("latin-1").strip())
         timestamp = _stamp(epoch)
@@ -294,7 +302,7 @@ def _from_query(query_auth: dict[str, bytes]) -> _Signed:
         signed_headers=values["X-Amz-SignedHeaders"],
         signature=values["X-Amz-Signature"],
         timestamp=timestamp,
-        epoch=_parse_timestamp(timestamp),
+        epoch=parse_timestamp(timestamp),
         expires=expires,
         presigned=True,
     )
@@ -311,9 +319,9 @@ def _check_scope(signed: _Signed) -> tuple[str, str, str, str]:
         )
     access_key_id, date, region, service, terminator = parts
     problems = []
-    if not _SCOPE_PART_RE.fullmatch(region):
+    if not SCOPE_PART_RE.fullmatch(region):
         problems.append(f"Credential should be scoped to a valid region, not '{region}'.")
-    if not _SCOPE_PART_RE.fullmatch(service):
+    if not SCOPE_PART_RE.fullmatch(service):
         problems.append(f"Credential should be scoped to a valid service, not '{service}'.")
     if terminator != "aws4_request":
         problems.append(
@@ -363,62 +371,6 @@ def _as_wire(value: str | bytes) -> bytes:
     return value.encode("utf-8")
 
 
-def _parse_query(query: bytes) -> list[tuple[bytes, bytes]]:
-    """Decoded (key, value) pairs; ``+`` is a space, as the SDKs that decode queries (Go) read it."""
-    if not query:
-        return []
-    pairs = []
-    for piece in query.split(b"&"):
-        if not piece:
-            continue
-        key, _, value = piece.partition(b"=")
-        if b"+" in piece:
-            key, value = key.replace(b"+", b" "), value.replace(b"+", b" ")
-        if b"%" in piece:
-            key, value = unquote_to_bytes(key), unquote_to_bytes(value)
-        pairs.append((key, value))
-    return pairs
-
-
-def _canonical_query(params: list[tuple[bytes, bytes]], presigned: bool) -> str:
-    if not params:
-        return ""
-    encoded = sorted(
-        (quote_from_bytes(k, "-_.~"), quote_from_bytes(v, "-_.~"))
-        for k, v in params
-        if not (presigned and k == b"X-Amz-Signature")
-    )
-    return "&".join(f"{k}={v}" for k, v in encoded)
-
-
-def _canonical_path(raw: bytes) -> str:
-    if not raw:
-        return "/"
-    path = raw.decode("latin-1")  # one char per wire byte; quote() below re-encodes them 1:1
-    if "//" in path or "/." in path or path.startswith("."):
-        path = _remove_dot_segments(path)
-    if _PLAIN_PATH_RE.fullmatch(path):
-        # The common case (an SDK's already-encoded path): only '%' needs encoding again.
-        return path.replace("%", "%25")
-    return quote(path, safe="/~", encoding="latin-1")
-
-
-def _remove_dot_segments(path: str) -> str:
-    # botocore's rule: RFC 3986 dot-segment removal plus dropping empty segments ("//").
-    out: list[str] = []
-    for seg in path.split("/"):
-        if not seg or seg == ".":
-            continue
-        if seg == "..":
-            if out:
-                out.pop()
-        else:
-            out.append(seg)
-    first = "/" if path.startswith("/") else ""
-    last = "/" if path.endswith("/") and out else ""
-    return first + "/".join(out) + last
-
-
 def _canonical_headers(hmap: dict[bytes, list[bytes]], names: list[str], as_latin1: bool) -> bytes:
     lines = []
     for name in names:
@@ -430,26 +382,6 @@ def _canonical_headers(hmap: dict[bytes, list[bytes]], names: list[str], as_lati
             value = b",".join([b" ".join(v.split()) for v in values])
         lines.append(raw_name + b":" + value)
     return b"\n".join(lines) + b"\n"
-
-
-def _parse_timestamp(value: str) -> float:
-    if _TIMESTAMP_RE.fullmatch(value):
-        try:
-            return datetime(
-                int(value[0:4]),
-                int(value[4:6]),
-                int(value[6:8]),
-                int(value[9:11]),
-                int(value[11:13]),
-                int(value[13:15]),
-                tzinfo=UTC,
-            ).timestamp()
-        except ValueError:
-            pass
-    raise AwsError(
-        "IncompleteSignatureException",
-        f"Date must be in ISO-8601 'basic format'. Got '{value[:64]}'. See http://en.wikipedia.org/wiki/ISO_8601",
-    )
 
 
 def _parse_http_date(value: str) -> float:
