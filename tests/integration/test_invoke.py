@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from .conftest import make_zip, wait_for_log
+from .conftest import log_messages, make_zip, wait_for_log
 
 ECHO = """
 import json, os
@@ -258,3 +258,26 @@ def test_other_python_runtimes(lam: Any, create_fn: Any, runtime: str) -> None:
         raise
     _, out = invoke(lam, name, {})
     assert out == [int(p) for p in runtime.removeprefix("python").split(".")]
+
+
+def test_many_concurrent_event_invokes_all_run(lam: Any, create_fn: Any, server: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = create_fn("def handler(e, c):\n    print('event', e['i'])\n")
+    client = server.client(max_pool_connections=20)
+
+    def send(i: int) -> int:
+        return int(
+            client.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"i": i}))[
+                "StatusCode"
+            ]
+        )
+
+    with ThreadPoolExecutor(20) as pool:
+        assert set(pool.map(send, range(60))) == {202}
+    expected = {f"event {i}" for i in range(60)}
+    deadline = time.monotonic() + 30
+    while not expected <= set(log_messages(server.data_dir, f"/aws/lambda/{name}")):
+        assert time.monotonic() < deadline, "not every accepted event ran"
+        time.sleep(0.05)
+    assert lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
