@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import socket
 import threading
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 
@@ -111,3 +113,78 @@ def test_report_and_stream_formats() -> None:
         "Runtime Version ARN: arn:aws:lambda:eu-west-1::runtime:lamina-python3.12"
     )
     assert Path(BOOTSTRAP).name == "bootstrap.py"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"client_context": '{"custom": {"é": "\\n"}}'},
+        {"cognito_identity": "{}", "trace_id": "Root=1-a-b"},
+    ],
+)
+def test_invoke_header_is_the_generic_encoding(bootstrap: ModuleType, extra: dict[str, str]) -> None:
+    raw = channel.invoke_header('r-\u00e9"1', 1700000000123, "arn:aws:lambda:x", **extra)
+    names = {"client_context": "cc", "cognito_identity": "ci", "trace_id": "trace"}
+    expected = {"t": "invoke", "id": 'r-é"1', "deadline": 1700000000123, "arn": "arn:aws:lambda:x"}
+    expected.update({names[k]: v for k, v in extra.items()})
+    head, _ = channel.encode_frame(expected)
+    assert raw == head[channel.FRAME_HEADER.size :]
+    assert channel.decode_header(raw) == expected
+    assert bootstrap.SCAN(raw.decode(), 0)[0] == expected
+
+
+@pytest.mark.parametrize("raw", [b"[1]", b'{"a": 1} x', b"nope", b'{"a": ', b"\xff"])
+def test_bad_headers_are_frame_errors(raw: bytes) -> None:
+    with pytest.raises((channel.FrameError, ValueError)):
+        channel.decode_header(raw)
+    with pytest.raises((channel.FrameError, ValueError)):
+        channel.FrameDecoder().feed(channel.FRAME_HEADER.pack(len(raw), 0) + raw)
+
+
+def test_decoder_reassembles_a_large_frame_fed_in_pieces() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    stream = b"".join(channel.encode_frame({"t": "result"}, payload))
+    stream += b"".join(channel.encode_frame({"n": 2}))
+    decoder = channel.FrameDecoder()
+    got: list[channel.Frame] = []
+    for i in range(0, len(stream), 4096):
+        frames = decoder.feed(stream[i : i + 4096])
+        assert not frames or i + 4096 >= len(payload)  # nothing before the whole payload is in
+        got.extend(frames)
+    assert got == [({"t": "result"}, payload), ({"n": 2}, b"")]
+
+
+def test_result_encoder_matches_the_awslambdaric_encoder(bootstrap: ModuleType) -> None:
+    value = {
+        "d": [Decimal("1.5"), Decimal("2"), Decimal("NaN")],
+        "u": "é\u2028😀",
+        "f": [float("inf"), -0.0, 1e300],
+        "n": None,
+        "nested": {"t": (1, 2), "b": True},
+    }
+    for ascii_only in (True, False):
+        fast, plain = bootstrap.ResultEncoder(ascii_only), bootstrap.Encoder(ensure_ascii=ascii_only)
+        assert fast.encode(value) == plain.encode(value)
+        assert fast.encode("é") == plain.encode("é")
+        cyclic: list[object] = []
+        cyclic.append(cyclic)
+        with pytest.raises(ValueError):
+            fast.encode(cyclic)
+        with pytest.raises(TypeError):
+            fast.encode({"x": object()})
+        assert fast.encode(value) == plain.encode(value)  # usable after a failure
+
+
+def test_log_pipe_counts_unread_bytes(bootstrap: ModuleType) -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        pipe = bootstrap.LogPipe(write_fd)
+        assert pipe.unread() == 0
+        os.write(write_fd, b"hello")
+        assert pipe.unread() == 5
+        assert os.read(read_fd, 5) == b"hello"
+        assert pipe.unread() == 0
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

@@ -422,3 +422,45 @@ def test_exception_during_import(h: Harness, code_root: Path) -> None:
     assert err["errorType"] == "KeyError" and err["errorMessage"] == "'cfg'" and err["requestId"] == ""
     assert any(f'File "{code}/app.py", line 2, in f' in frame for frame in err["stackTrace"])
     assert not any("/bootstrap.py" in frame for frame in err["stackTrace"][:1])
+
+
+def test_output_of_c_code_and_subprocesses_is_captured_in_order(h: Harness, code_root: Path) -> None:
+    code = write_code(
+        code_root,
+        """
+        import os, subprocess
+        def handler(event, context):
+            print("python")
+            os.write(1, b"fd 1\\n")  # what C code does: no Python buffer, no flush
+            subprocess.run(["/bin/sh", "-c", "echo child; echo child-err >&2"], check=True)
+            os.write(2, b"fd 2\\n")
+            return 1
+        """,
+    )
+    spec = make_spec(h.engine, code)
+    for _ in range(3):  # cold, then warm: the same lines, each time in this invocation's events
+        lines = messages(h.invoke(spec))
+        start = next(i for i, line in enumerate(lines) if line.startswith("START RequestId: "))
+        assert lines[start + 1 : -2] == ["python", "fd 1", "child", "child-err", "fd 2"]
+
+
+def test_max_memory_used_counts_the_whole_process(h: Harness, code_root: Path) -> None:
+    code = write_code(
+        code_root,
+        """
+        def hwm_kb():
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        def handler(event, context):
+            hog = bytearray(event["mb"] * 1024 * 1024) + b"x"  # touched: really resident
+            del hog
+            return hwm_kb()
+        """,
+    )
+    spec = make_spec(h.engine, code, memory_mb=256)
+    small = h.invoke(spec, {"mb": 0})
+    assert small.max_memory_used_mb * 1024 >= result(small)  # at least the process's own peak
+    assert small.max_memory_used_mb >= 8  # an interpreter's footprint, not the 1-2 MB it allocated
+    big = h.invoke(spec, {"mb": 100})
+    assert big.max_memory_used_mb >= 100 + small.max_memory_used_mb - 2
+    assert f"Max Memory Used: {big.max_memory_used_mb} MB" in messages(big)[-1]

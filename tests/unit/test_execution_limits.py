@@ -176,10 +176,11 @@ def test_idle_environments_are_reaped(tmp_path: Path) -> None:
             code = write_code(tmp_path, "import os\ndef handler(e, c):\n    return os.getpid()\n")
             spec = make_spec(engine, code)
             pid = int((await engine.invoke(spec, make_input(spec))).payload)
-            tmp_dirs = list((tmp_path / "run" / "env-tmp").iterdir())
-            assert len(tmp_dirs) == 1
+            [(env_id, _, _)] = engine.environments()
+            tmp_dir = tmp_path / "run" / "env-tmp" / env_id  # (spares waiting have theirs too)
+            assert tmp_dir.is_dir()
             assert await poll(lambda: not engine.environments(), timeout_s=5)
-            assert await poll(lambda: not _alive(pid) and not tmp_dirs[0].exists(), timeout_s=5)
+            assert await poll(lambda: not _alive(pid) and not tmp_dir.exists(), timeout_s=5)
             again = await engine.invoke(spec, make_input(spec))
             assert again.init_duration_ms is not None
         finally:

@@ -1,4 +1,4 @@
-"""Memory cgroups: one per environment, limit = MemorySize, peak and OOM read at death.
+"""Memory cgroups: one per environment, limit = MemorySize, peak per REPORT, OOM read at death.
 
 Layout: ``<memory cgroup root>/lamina/<server pid>-<random>/<env id>``.  v1 (``memory`` hierarchy)
 and v2 (unified, memory controller enabled) are both handled.  Everything here touches cgroupfs
@@ -89,7 +89,10 @@ class EnvCgroup:
     def __init__(self, path: Path, version: CgroupVersion) -> None:
         self.path = path
         self.version = version
+        self.limit_mb: int | None = None  # None: no limit of its own
         self._peak_fd: int | None = None
+        # v1: without memsw (swap accounting off), swap could let the env exceed its limit
+        self._memsw = version is CgroupVersion.V1 and (path / "memory.memsw.limit_in_bytes").exists()
 
     @property
     def procs_file(self) -> Path:
@@ -104,6 +107,25 @@ class EnvCgroup:
             return int(os.pread(self._peak_fd, 32, 0))
         except (OSError, ValueError):
             return None
+
+    def set_limit(self, memory_mb: int) -> None:
+        """Limit the group to ``memory_mb``: no write if it already is (~50 us of writes if not)."""
+        if memory_mb == self.limit_mb:
+            return
+        limit = str(memory_mb * 1024 * 1024).encode()
+        if self.version is CgroupVersion.V2:
+            names = ["memory.max"]
+        else:  # memsw may never be below the memory limit: lower memory first, raise it last
+            names = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"][: 2 if self._memsw else 1]
+            if self.limit_mb is not None and memory_mb > self.limit_mb:
+                names.reverse()
+        for name in names:
+            fd = os.open(self.path / name, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, limit)
+            finally:
+                os.close(fd)
+        self.limit_mb = memory_mb
 
     def oom_killed(self) -> bool:
         """Did the kernel's OOM killer act in this group (or did it hit its limit)?"""
@@ -173,25 +195,19 @@ class MemoryCgroups:
                 removed += 1
         return removed
 
-    def create(self, env_id: str, memory_mb: int) -> EnvCgroup:
+    def create(self, env_id: str) -> EnvCgroup:
+        """A group with no limit of its own yet: ``EnvCgroup.set_limit`` sets it."""
         path = self.base / env_id
         path.mkdir()
-        limit = str(memory_mb * 1024 * 1024)
-        try:
-            if self.version is CgroupVersion.V1:
-                (path / "memory.limit_in_bytes").write_text(limit)
-                memsw = path / "memory.memsw.limit_in_bytes"
-                if memsw.exists():  # without it, swap would let the env exceed its limit
-                    memsw.write_text(limit)
-            else:
-                (path / "memory.max").write_text(limit)
-                swap = path / "memory.swap.max"
-                if swap.exists():
+        if self.version is CgroupVersion.V2:
+            swap = path / "memory.swap.max"
+            try:
+                if swap.exists():  # without it, swap would let the env exceed its limit
                     swap.write_text("0")
-        except OSError:
-            with contextlib.suppress(OSError):
-                path.rmdir()
-            raise
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                raise
         return EnvCgroup(path, self.version)
 
     def remove_base(self) -> None:

@@ -5,6 +5,11 @@ Payloads pass through untouched (never JSON-encoded a second time).  The same ti
 duplicated in ``lamina/runtimes/python/bootstrap.py`` because that file runs in the function's
 interpreter and cannot import lamina; ``tests/unit/test_execution_channel.py`` checks both agree.
 
+Hot path: the invoke header is written with one f-string of C-escaped strings and headers are read
+with the C scanner directly (``json.dumps``/``json.loads`` spend ~1.3 us each in Python-level
+setup for a 4-key object, more than the work itself).  A frame that arrives whole in one read --
+nearly all of them -- is sliced out of that read without going through the reassembly buffer.
+
 Concurrency: the environment answers one request at a time, so at most one ``receive`` is
 outstanding; frames that arrive with no waiter (``ready`` after a spawn) are queued.
 """
@@ -15,13 +20,21 @@ import asyncio
 import json
 import struct
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from json.decoder import JSONDecoder
+from json.encoder import encode_basestring_ascii
 from typing import Any, cast
 
 FRAME_HEADER = struct.Struct("!II")
 MAX_JSON_HEADER = 1 << 20
 SMALL_FRAME = 64 * 1024
 _JSON = json.JSONEncoder(separators=(",", ":"))  # reused: json.dumps(separators=...) builds one per call
+# The C scanner json.loads ends up in, minus its encoding detection and Python-level wrappers.
+# (An instance attribute typeshed does not declare: read through vars().)
+_SCAN: Callable[[str, int], tuple[Any, int]] = vars(JSONDecoder())["scan_once"]
+_PACK = FRAME_HEADER.pack
+_UNPACK = FRAME_HEADER.unpack_from
+_SIZE = FRAME_HEADER.size
 
 Header = dict[str, Any]
 Frame = tuple[Header, bytes]
@@ -38,7 +51,39 @@ class FrameError(Exception):
 def encode_frame(header: Mapping[str, Any], payload: bytes = b"") -> tuple[bytes, bytes]:
     """Return (fixed header + JSON header, payload); the payload is not copied."""
     body = _JSON.encode(header).encode()
-    return FRAME_HEADER.pack(len(body), len(payload)) + body, payload
+    return _PACK(len(body), len(payload)) + body, payload
+
+
+def invoke_header(
+    request_id: str,
+    deadline_ms: int,
+    arn: str,
+    *,
+    client_context: str | None = None,
+    cognito_identity: str | None = None,
+    trace_id: str | None = None,
+) -> bytes:
+    """The JSON header of an ``invoke`` frame, equal to ``encode_frame``'s but ~4x cheaper."""
+    esc = encode_basestring_ascii
+    text = f'{{"t":"invoke","id":{esc(request_id)},"deadline":{deadline_ms},"arn":{esc(arn)}'
+    if client_context:
+        text += f',"cc":{esc(client_context)}'
+    if cognito_identity:
+        text += f',"ci":{esc(cognito_identity)}'
+    if trace_id:
+        text += f',"trace":{esc(trace_id)}'
+    return (text + "}").encode()
+
+
+def decode_header(raw: bytes) -> Header:
+    text = raw.decode()
+    try:
+        header, end = _SCAN(text, 0)
+    except StopIteration as exc:  # the C scanner's "no JSON value at this index"
+        raise FrameError("frame header is not JSON") from exc
+    if type(header) is not dict or end != len(text):  # one whole object and nothing after it
+        raise FrameError("frame header is not one JSON object")
+    return header
 
 
 class FrameDecoder:
@@ -46,25 +91,33 @@ class FrameDecoder:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._need = _SIZE  # bytes the buffered partial frame needs before it can be decoded
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
-        frames: list[Frame] = []
         buf = self._buf
-        pos = 0
-        size = FRAME_HEADER.size
-        while len(buf) - pos >= size:
-            hlen, plen = FRAME_HEADER.unpack_from(buf, pos)
+        if buf:
+            buf += data
+            if len(buf) < self._need:  # a large payload arriving in pieces: no copies until whole
+                return []
+            data = bytes(buf)
+            buf.clear()
+        frames: list[Frame] = []
+        pos, size = 0, len(data)
+        while size - pos >= _SIZE:
+            hlen, plen = _UNPACK(data, pos)
             if hlen > MAX_JSON_HEADER:
                 raise FrameError(f"frame header of {hlen} bytes")
-            end = pos + size + hlen + plen
-            if len(buf) < end:
+            mid = pos + _SIZE + hlen
+            end = mid + plen
+            if end > size:
+                self._need = end - pos
                 break
-            header = json.loads(bytes(buf[pos + size : pos + size + hlen]))
-            frames.append((header, bytes(buf[pos + size + hlen : end])))
+            frames.append((decode_header(data[pos + _SIZE : mid]), data[mid:end]))
             pos = end
-        if pos:
-            del buf[:pos]
+        else:
+            self._need = _SIZE
+        if pos < size:
+            buf += memoryview(data)[pos:]
         return frames
 
 
@@ -72,6 +125,7 @@ class EnvChannel(asyncio.Protocol):
     """asyncio protocol for one environment's socket (created via create_unix_connection)."""
 
     def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._decoder = FrameDecoder()
         self._frames: deque[Frame] = deque()
         self._waiter: asyncio.Future[Frame] | None = None
@@ -108,31 +162,42 @@ class EnvChannel(asyncio.Protocol):
 
     # -- API
     def send(self, header: Mapping[str, Any], payload: bytes = b"") -> None:
-        if self._closed is not None or self._transport is None:
-            raise ChannelClosedError("channel is closed")
         head, payload = encode_frame(header, payload)
-        if len(payload) < SMALL_FRAME:
-            self._transport.write(head + payload)
-        else:
-            self._transport.writelines((head, payload))
+        self._write(head, payload)
 
-    async def receive(self) -> Frame:
+    def send_raw(self, header: bytes, payload: bytes = b"") -> None:
+        """Send a frame whose JSON header is already encoded (``invoke_header``)."""
+        self._write(_PACK(len(header), len(payload)) + header, payload)
+
+    def _write(self, head: bytes, payload: bytes) -> None:
+        transport = self._transport
+        if self._closed is not None or transport is None:
+            raise ChannelClosedError("channel is closed")
+        if len(payload) < SMALL_FRAME:  # one copy of a small payload beats a second syscall
+            transport.write(head + payload)
+        else:
+            transport.writelines((head, payload))
+
+    def receive(self) -> asyncio.Future[Frame]:
+        """A future for the next frame (a plain future, not a coroutine: one less frame per await).
+
+        It fails with ``ChannelClosedError`` when the environment goes away, or with whatever
+        ``fail`` is given (timeouts).
+        """
+        future: asyncio.Future[Frame] = self._loop.create_future()
         if self._frames:
-            return self._frames.popleft()
-        if self._closed is not None:
-            raise self._closed
-        waiter: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        try:
-            return await waiter
-        finally:
-            if self._waiter is waiter:
-                self._waiter = None
+            future.set_result(self._frames.popleft())
+        elif self._closed is not None:
+            future.set_exception(self._closed)
+        else:
+            self._waiter = future
+        return future
 
     def fail(self, exc: BaseException) -> bool:
         """Wake the pending ``receive`` with ``exc`` (timeouts); False if none is pending."""
         waiter = self._waiter
         if waiter is not None and not waiter.done():
+            self._waiter = None
             waiter.set_exception(exc)
             return True
         return False

@@ -1,13 +1,19 @@
 """PythonEngine: runs invocations in forked Python environments, warm-reused and reaped idle.
 
+A cold start claims a spare process (``spares.py``: forked, in its cgroup, warmed up ahead of
+need), sets its memory limit and sends it its function; the spare is replaced once that cold
+invocation is answered.  Warm invocations take the most recently used idle environment of the
+same pool key.  See docs/execution.md for the whole picture and measured figures.
+
 Concurrency invariants (everything runs on one event loop, no threads except the default
 executor for deleting /tmp dirs -- unbounded disk I/O with no async equivalent):
 - An environment is in ``_idle`` iff its state is IDLE; ``invoke`` pops it and makes it BUSY
   before the first ``await``, so no two invocations ever share one.
-- ``_envs`` holds every environment not yet fully destroyed (for exit reports, retire, close).
-- ``_destroy`` is idempotent: it moves the env to DEAD at once (so it can never be handed out
-  again) and finishes (kill, wait for exit, remove cgroup and /tmp) in a tracked task that
-  ``close`` awaits.
+- ``_procs`` holds every environment process not yet disposed, spare or not (exit reports go
+  through it); ``_envs`` the environments among them (for retire, close and ``environments()``).
+- ``_destroy``/``_discard`` are idempotent: an environment moves to DEAD at once (so it can never
+  be handed out again) and its process is disposed of (kill, wait for exit, remove cgroup and
+  /tmp) in a tracked task that ``close`` awaits.
 """
 
 from __future__ import annotations
@@ -15,18 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import operator
 import shutil
 import time
 import uuid
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lamina.errors import AwsError
 from lamina.execution import interpreters
 from lamina.execution.cgroup import MemoryCgroups, detect_memory_root
+from lamina.execution.deadlines import Deadlines
 from lamina.execution.environment import (
     Environment,
     EnvState,
@@ -35,12 +43,17 @@ from lamina.execution.environment import (
     function_environment,
 )
 from lamina.execution.logs import now_ms
-from lamina.execution.outcomes import OutcomeContext, init_failure_outcome, invocation_outcome
+from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
+from lamina.execution.process import EnvProcess
+from lamina.execution.spares import SparePool
 from lamina.execution.types import EnvironmentSpec, InvocationInput, InvocationOutcome, LogEvent
 from lamina.execution.zygote import ExitStatus, Zygote, ZygoteError
 
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "runtimes" / "python" / "bootstrap.py"
 INIT_TIMEOUT_S = 10.0  # AWS's limit on the init phase
+SPARES_PER_RUNTIME = 2
+DEFAULT_MEMORY_MB = 128  # Lambda's default MemorySize
+POOL_KEY_CACHE = 4096  # specs remembered by identity; the service keeps one spec per version
 # Every field but the (unhashable) ``environment`` mapping, read at C speed.
 _PLAIN_FIELDS = operator.attrgetter(
     *(f.name for f in dataclasses.fields(EnvironmentSpec) if f.name != "environment")
@@ -49,9 +62,14 @@ _PLAIN_FIELDS = operator.attrgetter(
 log = logging.getLogger(__name__)
 
 
-def pool_key(spec: EnvironmentSpec) -> Hashable:
-    """Specs that compare equal share environments (``environment`` is a mapping: frozen here)."""
-    return _PLAIN_FIELDS(spec), frozenset(spec.environment.items())
+def pool_key(spec: EnvironmentSpec) -> str:
+    """Specs that compare equal share environments; equal keys iff equal specs.
+
+    A str, not a tuple: a str caches its hash, a tuple rehashes every field (a Path's hash is
+    Python code) on every dict lookup.  JSON keeps it injective (quoting, fixed field order).
+    """
+    fields = [str(v) if isinstance(v, Path) else v for v in _PLAIN_FIELDS(spec)]
+    return json.dumps([fields, sorted(spec.environment.items())])
 
 
 class PythonEngine:
@@ -63,6 +81,7 @@ class PythonEngine:
         interpreters: Mapping[str, str] | None = None,
         cgroups: bool = True,
         init_timeout_s: float = INIT_TIMEOUT_S,
+        spares: int = SPARES_PER_RUNTIME,
     ) -> None:
         self._runtime_dir = runtime_dir
         self._tmp_root = runtime_dir / "env-tmp"
@@ -73,15 +92,23 @@ class PythonEngine:
         self._cgroups: MemoryCgroups | None = None
         self._runtimes: dict[str, str] = {}
         self._zygotes: dict[str, Zygote] = {}
+        self._procs: dict[str, EnvProcess] = {}
         self._envs: dict[str, Environment] = {}
-        self._idle: dict[Hashable, list[Environment]] = {}
+        self._idle: dict[str, list[Environment]] = {}
+        self._keys: dict[int, tuple[EnvironmentSpec, str]] = {}
         self._destroying: dict[str, asyncio.Task[None]] = {}
+        self._spares = SparePool(target=spares, make=self._new_process, discard=self._discard)
+        self._deadlines: Deadlines | None = None  # made by start(): it needs the running loop
+        # Hints for spares, from the last environment started: most functions share them
+        self._code_parent: str | None = None  # the parent dir of its code dir
+        self._memory_mb = DEFAULT_MEMORY_MB  # its MemorySize: a spare's limit until claimed
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines()
         await loop.run_in_executor(None, shutil.rmtree, self._tmp_root, True)  # ours, from a previous run
         self._tmp_root.mkdir(parents=True, exist_ok=True)
         if self._use_cgroups:
@@ -99,6 +126,8 @@ class PythonEngine:
         for path, result in zip(self._runtimes.values(), results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("zygote for %s did not start: %s", path, result)
+            else:
+                self._spares.fill(path)
         self._reaper = asyncio.ensure_future(self._reap_idle())
 
     def available_runtimes(self) -> Mapping[str, str]:
@@ -126,102 +155,118 @@ class PythonEngine:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        self._spares.close()
         for env in list(self._envs.values()):
             self._destroy(env)
         await self._settle(list(self._destroying))
         await asyncio.gather(*(z.close() for z in self._zygotes.values()))
+        if self._deadlines is not None:
+            self._deadlines.close()
         if self._cgroups is not None:
             self._cgroups.remove_base()
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self._tmp_root, True)
 
     # ------------------------------------------------------------------ invoke
     async def invoke(self, spec: EnvironmentSpec, inv: InvocationInput) -> InvocationOutcome:
-        if self._closed:
-            raise AwsError("ServiceException", "The execution engine is shut down.")
-        key = pool_key(spec)
+        deadlines = self._deadlines
+        if self._closed or deadlines is None:
+            raise AwsError("ServiceException", "The execution engine is not running.")
+        key = self._pool_key(spec)
         idle = self._idle.get(key)
-        env = idle.pop() if idle else None
-        if env is not None:
+        if idle:
+            env = idle.pop()
             env.transition(EnvState.BUSY)
-            prefix: list[LogEvent] = []
-        else:
-            env, prefix, failure = await self._create(spec, inv)
+            start = LogEvent(now_ms(), f"START RequestId: {inv.request_id} Version: {spec.version}")
+            return await self._run(env, inv, [start])
+        try:
+            env, events, failure = await self._create(spec, key, inv, deadlines)
             if failure is not None:
                 return failure
             if env.state is not EnvState.IDLE:  # stopped while starting (close)
                 raise AwsError("ServiceException", "The execution environment was stopped.")
             env.transition(EnvState.BUSY)
-        ctx = self._context(env, inv)
-        assert env.logs is not None
-        events = prefix
-        events.append(LogEvent(now_ms(), f"START RequestId: {inv.request_id} Version: {spec.version}"))
-        events.extend(env.logs.take())
+            events.append(LogEvent(now_ms(), f"START RequestId: {inv.request_id} Version: {spec.version}"))
+            return await self._run(env, inv, events)
+        finally:
+            # The spare taken is replaced once this cold invocation is answered: the zygote's
+            # fork and our mkdirs would compete with it for the CPU any sooner.
+            asyncio.get_running_loop().call_soon(self._spares.fill, spec.interpreter)
+
+    async def _run(self, env: Environment, inv: InvocationInput, events: list[LogEvent]) -> InvocationOutcome:
+        """Run ``inv`` in ``env`` (BUSY); ``events`` so far end with START."""
+        logs = env.logs
+        if logs.pending:  # written while idle (a background thread): delivered after START
+            events.extend(logs.take())
         try:
             result = await env.run(inv)
         except BaseException:  # cancelled mid-invocation: the env's state is unknown
             self._destroy(env)
             raise
-        env.logs.flush_partial()  # a last line without '\n' still belongs to this invocation
-        events.extend(env.logs.take())
+        logs.flush_partial()  # a last line without '\n' still belongs to this invocation
+        if logs.pending:
+            events.extend(logs.take())
         init_ms, env.init_ms = env.init_ms, None
-        outcome = invocation_outcome(
-            ctx, result, events=events, init_ms=init_ms, max_used_mb=env.max_memory_mb()
-        )
-        if result.phase in (Phase.TIMEOUT, Phase.DIED) or env.retiring or self._closed:
+        outcome = invocation_outcome(env, inv.request_id, result, events=events, init_ms=init_ms)
+        if result.phase is Phase.TIMEOUT or result.phase is Phase.DIED or env.retiring or self._closed:
             self._destroy(env)
         elif env.state is EnvState.BUSY:
             env.transition(EnvState.IDLE)
             env.last_used = time.monotonic()
-            self._idle.setdefault(key, []).append(env)
+            pool = self._idle.get(env.pool_key)
+            if pool is None:
+                self._idle[env.pool_key] = [env]
+            else:
+                pool.append(env)
         return outcome
 
-    @staticmethod
-    def _context(env: Environment, inv: InvocationInput) -> OutcomeContext:
-        spec = env.spec
-        return OutcomeContext(inv.request_id, spec.version, spec.memory_mb, spec.timeout_s, env.log_stream)
+    def _pool_key(self, spec: EnvironmentSpec) -> str:
+        """``pool_key`` remembered per spec object: building and hashing it costs ~1.5 us."""
+        cached = self._keys.get(id(spec))
+        if cached is not None and cached[0] is spec:  # the entry holds spec: its id is not reused
+            return cached[1]
+        if len(self._keys) >= POOL_KEY_CACHE:
+            self._keys.clear()
+        key = pool_key(spec)
+        self._keys[id(spec)] = (spec, key)
+        return key
 
     async def _create(
-        self, spec: EnvironmentSpec, inv: InvocationInput
+        self, spec: EnvironmentSpec, key: str, inv: InvocationInput, deadlines: Deadlines
     ) -> tuple[Environment, list[LogEvent], InvocationOutcome | None]:
         """A new environment through INIT: (env, its init log events, outcome if INIT failed)."""
-        env_id = uuid.uuid4().hex
-        tmp_dir = self._tmp_root / env_id
+        self._code_parent = str(spec.code_dir.parent)
+        self._memory_mb = spec.memory_mb
         try:
-            tmp_dir.mkdir()
-            tmp_dir.chmod(0o1777)
-            cgroup = self._cgroups.create(env_id, spec.memory_mb) if self._cgroups is not None else None
+            proc = await self._spares.take(spec.interpreter)
+        except (ZygoteError, OSError) as exc:
+            raise AwsError("ServiceException", f"Cannot start an execution environment: {exc}") from exc
+        try:
+            if proc.cgroup is not None:
+                proc.cgroup.set_limit(spec.memory_mb)
         except OSError as exc:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+            self._discard(proc)
             raise AwsError("ServiceException", f"Cannot create an execution environment: {exc}") from exc
-        env = Environment(env_id=env_id, spec=spec, tmp_dir=tmp_dir, cgroup=cgroup)
-        self._envs[env_id] = env
+        env = Environment(spec=spec, proc=proc, deadlines=deadlines)
+        env.pool_key = key
+        self._envs[env.id] = env
         try:
-            result = await env.start(
-                self._zygote(spec.interpreter),
-                config=self._spawn_config(env),
-                init_timeout_s=self._init_timeout_s,
-            )
-        except (ZygoteError, PlatformError, OSError) as exc:
+            result = await env.specialise(self._init_config(env), init_timeout_s=self._init_timeout_s)
+        except (PlatformError, OSError) as exc:
             self._destroy(env)
             raise AwsError("ServiceException", f"Cannot start an execution environment: {exc}") from exc
         except BaseException:
             self._destroy(env)
             raise
-        assert env.logs is not None
         events = env.logs.take()
         if result.phase is Phase.OK:
             return env, events, None
         outcome = init_failure_outcome(
-            self._context(env, inv),
-            result,
-            events=events,
-            init_timeout_s=self._init_timeout_s,
-            max_used_mb=env.max_memory_mb(),
+            env, inv.request_id, result, events=events, init_timeout_s=self._init_timeout_s
         )
         self._destroy(env)
         return env, events, outcome
 
-    def _spawn_config(self, env: Environment) -> dict[str, Any]:
+    def _init_config(self, env: Environment) -> dict[str, Any]:
         spec = env.spec
         pyver = spec.runtime.removeprefix("python")
         return {
@@ -231,9 +276,34 @@ class PythonEngine:
             "task_root": str(spec.code_dir),
             "extra_paths": [f"/opt/python/lib/python{pyver}/site-packages", "/opt/python"],
             "handler": spec.handler,
-            "cgroup_procs": str(env.cgroup.procs_file) if env.cgroup is not None else None,
-            "tmp_dir": str(env.tmp_dir),
         }
+
+    def _new_process(self, interpreter: str) -> EnvProcess:
+        """A process to be, with its cgroup and /tmp (or OSError): registered, so its exit is heard.
+
+        Runs on the loop: a mkdir, a chmod and a cgroup mkdir -- tens of microseconds, no disk wait.
+        """
+        proc_id = uuid.uuid4().hex
+        tmp_dir = self._tmp_root / proc_id
+        tmp_dir.mkdir()
+        cgroup = None
+        try:
+            tmp_dir.chmod(0o1777)
+            if self._cgroups is not None:
+                cgroup = self._cgroups.create(proc_id)
+                # The likeliest MemorySize now, so that claiming it needs no write.  (A spare
+                # runs no user code: any limit above its few MB is as safe as none.)
+                cgroup.set_limit(self._memory_mb)
+        except OSError:
+            if cgroup is not None:
+                cgroup.remove()
+            tmp_dir.rmdir()
+            raise
+        zygote = self._zygote(interpreter)
+        proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir)
+        proc.code_parent = self._code_parent
+        self._procs[proc_id] = proc
+        return proc
 
     def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
@@ -243,44 +313,39 @@ class PythonEngine:
         return zygote
 
     # ------------------------------------------------------------------ death
-    def _on_exit(self, env_id: str, status: ExitStatus) -> None:
-        env = self._envs.get(env_id)
-        if env is None:
+    def _on_exit(self, proc_id: str, status: ExitStatus) -> None:
+        proc = self._procs.get(proc_id)
+        if proc is None:
             return
-        env.on_exit(status)
-        if env.state is EnvState.IDLE:  # died between invocations (a thread called os._exit...)
-            self._destroy(env)
+        proc.on_exit(status)
+        env = self._envs.get(proc_id)
+        if env is not None:
+            if env.state is EnvState.IDLE:  # died between invocations (a thread called os._exit...)
+                self._destroy(env)
+        else:
+            self._spares.on_exit(proc_id)
 
     def _destroy(self, env: Environment) -> None:
-        if env.id in self._destroying:
-            return
         if env.state is EnvState.IDLE:
-            pool = self._idle.get(pool_key(env.spec))
+            pool = self._idle.get(env.pool_key)
             if pool is not None and env in pool:
                 pool.remove(env)
         if env.state is not EnvState.DEAD:
             env.transition(EnvState.DEAD)
-        task = asyncio.ensure_future(self._finish(env))
-        self._destroying[env.id] = task
+        self._discard(env.proc)
 
-    async def _finish(self, env: Environment) -> None:
+    def _discard(self, proc: EnvProcess) -> None:
+        if proc.id not in self._destroying:
+            self._destroying[proc.id] = asyncio.ensure_future(self._finish(proc))
+
+    async def _finish(self, proc: EnvProcess) -> None:
         try:
-            env.kill()
-            await env.wait_exit()
-            if env.channel is not None:
-                env.channel.close()
-            if env.logs is not None:
-                env.logs.close()
-            if env.cgroup is not None:
-                for _ in range(100):  # the kernel may hold the group a moment after the exit
-                    if env.cgroup.remove():
-                        break
-                    env.cgroup.kill()
-                    await asyncio.sleep(0.01)
-            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, env.tmp_dir, True)
+            await proc.dispose()
+            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, proc.tmp_dir, True)
         finally:
-            self._envs.pop(env.id, None)
-            self._destroying.pop(env.id, None)
+            self._envs.pop(proc.id, None)
+            self._procs.pop(proc.id, None)
+            self._destroying.pop(proc.id, None)
 
     async def _settle(self, env_ids: Any) -> None:
         tasks = [t for i in list(env_ids) if (t := self._destroying.get(i)) is not None]

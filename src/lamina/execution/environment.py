@@ -1,35 +1,36 @@
-"""One execution environment: a forked process, its channel, log pipe, cgroup, /tmp and timers.
+"""One execution environment: a specialised environment process, its /tmp, timers and results.
 
 Lifecycle (guarded): STARTING -> INITIALIZING -> IDLE <-> BUSY, any -> DEAD.  An illegal
-transition raises ``IllegalTransitionError``.
+transition raises ``IllegalTransitionError``.  STARTING is a process claimed from the spares
+(``process.py``) that has not been sent its function yet.
 
 Concurrency invariants: all methods run on the event loop.  The engine gives an environment at
-most one invocation at a time (state BUSY), so ``run`` is never re-entered.  ``exit_status`` is
-resolved once, by the zygote's exit report (or by the zygote's own death).  A timeout fails the
+most one invocation at a time (state BUSY), so ``run`` is never re-entered.  A timeout fails the
 pending receive first and kills second, so the caller is answered without waiting for the kill.
+
+Hot path (a warm ``run``): one pre-encoded frame written with one ``transport.write``, one future
+resolved from the channel's ``data_received``, a deadline in the engine's shared ``Deadlines``
+(not a loop timer); the log pipe is read only when the environment says bytes wait in it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
-import os
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lamina.execution.cgroup import EnvCgroup
-from lamina.execution.channel import ChannelClosedError, EnvChannel
-from lamina.execution.logs import LogCapture, init_start_line, log_stream_name
+from lamina.execution.channel import ChannelClosedError, Header, invoke_header
+from lamina.execution.deadlines import Deadlines
+from lamina.execution.logs import init_start_line, log_stream_name
+from lamina.execution.process import EnvProcess
 from lamina.execution.types import EnvironmentSpec, InvocationInput
-from lamina.execution.zygote import ExitStatus, Zygote
+from lamina.execution.zygote import ExitStatus
 
-EXIT_WAIT_S = 5.0  # how long to wait for the zygote's exit report after a channel EOF
 RSS_POLL_S = 0.05
 
 # Keys the function cannot override (AWS rejects them in the configuration).
@@ -49,6 +50,8 @@ class EnvState(enum.Enum):
     IDLE = "idle"
     BUSY = "busy"
     DEAD = "dead"
+
+    __hash__ = object.__hash__  # members are singletons; Enum's own __hash__ is Python code
 
 
 TRANSITIONS: dict[EnvState, frozenset[EnvState]] = {
@@ -78,15 +81,16 @@ class Phase(enum.Enum):
     TIMEOUT = "timeout"
     DIED = "died"  # the process exited
 
+    __hash__ = object.__hash__
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)  # not frozen: one per invoke, and a frozen __init__ costs twice as much
 class PhaseResult:
     phase: Phase
     duration_ms: float
     payload: bytes = b""
     exit: ExitStatus | None = None
     oom: bool = False
-    rss_kb: int | None = None
 
 
 def function_environment(spec: EnvironmentSpec, *, log_stream: str, runtime_dir: Path) -> dict[str, str]:
@@ -121,60 +125,56 @@ def function_environment(spec: EnvironmentSpec, *, log_stream: str, runtime_dir:
 
 
 class Environment:
-    def __init__(
-        self, *, env_id: str, spec: EnvironmentSpec, tmp_dir: Path, cgroup: EnvCgroup | None
-    ) -> None:
-        self.id = env_id
+    def __init__(self, *, spec: EnvironmentSpec, proc: EnvProcess, deadlines: Deadlines) -> None:
+        assert proc.channel is not None and proc.logs is not None, "a spawned process"
+        self.id = proc.id
+        self.proc = proc
         self.spec = spec
-        self.tmp_dir = tmp_dir
-        self.cgroup = cgroup
+        self.tmp_dir = proc.tmp_dir
+        self.channel = proc.channel
+        self.logs = proc.logs
         self.created = datetime.now(UTC)
-        self.log_stream = log_stream_name(spec.version, env_id, self.created)
+        self.log_stream = log_stream_name(spec.version, self.id, self.created)
         self.state = EnvState.STARTING
-        self.pid: int | None = None
+        self.pool_key = ""  # the engine's pool this environment returns to
         self.private_tmp = False
         self.retiring = False  # die after the current invocation (retire / code change)
         self.last_used = time.monotonic()
         self.init_ms: float | None = None  # reported by the first invocation, then cleared
-        self.rss_kb: int | None = None
-        self.exit_status: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
-        self.channel: EnvChannel | None = None
-        self.logs: LogCapture | None = None
+        self.rss_kb = 0  # the process's VmHWM (ru_maxrss), reported with every frame
         self.oom_by_watch = False
-        self._last_header: dict[str, Any] = {}
+        self._deadlines = deadlines
+        self._timeout_s = float(spec.timeout_s)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid
 
     def transition(self, to: EnvState) -> None:
         if to not in TRANSITIONS[self.state]:
             raise IllegalTransitionError(f"environment {self.id}: {self.state.name} -> {to.name}")
         self.state = to
 
-    def on_exit(self, status: ExitStatus) -> None:
-        if not self.exit_status.done():
-            self.exit_status.set_result(status)
-
-    # -- start + INIT
-    async def start(self, zygote: Zygote, *, config: dict[str, Any], init_timeout_s: float) -> PhaseResult:
-        loop = asyncio.get_running_loop()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        read_fd, write_fd = os.pipe()
-        self.logs = LogCapture(read_fd)  # owns read_fd from here on (closed when destroyed)
+    # -- INIT
+    async def specialise(self, config: dict[str, Any], *, init_timeout_s: float) -> PhaseResult:
+        """Send the claimed process its function, wait for INIT to finish."""
         self.logs.add(init_start_line(self.spec.runtime, self.spec.region))
-        try:
-            _, self.channel = await loop.create_unix_connection(EnvChannel, sock=ours)
-            t0 = time.perf_counter()
-            self.pid = await zygote.spawn(self.id, config, [theirs.fileno(), write_fd])
-        except BaseException:
-            if self.channel is None:
-                ours.close()
-            raise
-        finally:  # the zygote has its own copies now (or never will)
-            theirs.close()
-            os.close(write_fd)
-        if self.state is EnvState.STARTING:  # else destroyed meanwhile; _receive sees the death
+        t0 = time.perf_counter()
+        try:  # noqa: SIM105 -- as in run
+            self.channel.send({"t": "init", "cfg": config})
+        except ChannelClosedError:
+            pass  # died while spare: the receive below reports it
+        if self.state is EnvState.STARTING:  # else destroyed meanwhile; the receive sees the death
             self.transition(EnvState.INITIALIZING)
-        result = await self._receive(t0, init_timeout_s)
+        self._deadlines.add(self, init_timeout_s, self._on_timeout)
+        try:
+            header, payload = await self.channel.receive()
+        except (TimedOutError, ChannelClosedError) as exc:
+            return await self._failed(exc, t0)
+        finally:
+            self._deadlines.discard(self)
+        result = self._answer(header, payload, t0)
         if result.phase is Phase.OK:
-            header = self._last_header
             if header.get("t") == "fail":
                 raise PlatformError(str(header.get("error")))
             self.private_tmp = bool(header.get("private_tmp"))
@@ -185,71 +185,66 @@ class Environment:
 
     # -- one invocation
     async def run(self, inv: InvocationInput) -> PhaseResult:
-        assert self.channel is not None
-        timeout = float(self.spec.timeout_s)
-        header: dict[str, Any] = {
-            "t": "invoke",
-            "id": inv.request_id,
-            "deadline": int((time.time() + timeout) * 1000),
-            "arn": inv.invoked_function_arn,
-        }
-        if inv.client_context:
-            header["cc"] = inv.client_context
-        if inv.cognito_identity:
-            header["ci"] = inv.cognito_identity
-        if inv.trace_id:
-            header["trace"] = inv.trace_id
+        head = invoke_header(
+            inv.request_id,
+            int((time.time() + self._timeout_s) * 1000),
+            inv.invoked_function_arn,
+            client_context=inv.client_context,
+            cognito_identity=inv.cognito_identity,
+            trace_id=inv.trace_id,
+        )
         t0 = time.perf_counter()
-        with contextlib.suppress(ChannelClosedError):  # a dead env is reported by _receive
-            self.channel.send(header, inv.payload)
-        watch = None if self.cgroup is not None else RssWatch(self)
-        try:
-            return await self._receive(t0, timeout)
-        finally:
-            if watch is not None:
-                watch.cancel()
-
-    async def _receive(self, t0: float, timeout_s: float) -> PhaseResult:
-        assert self.channel is not None and self.logs is not None
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(timeout_s, self._on_timeout)
+        try:  # noqa: SIM105 -- contextlib.suppress costs more than the send itself
+            self.channel.send_raw(head, inv.payload)
+        except ChannelClosedError:
+            pass  # a dead env is reported by the receive
+        self._deadlines.add(self, self._timeout_s, self._on_timeout)
+        watch = None if self.proc.cgroup is not None else RssWatch(self)
         try:
             header, payload = await self.channel.receive()
-        except TimedOutError:
+        except (TimedOutError, ChannelClosedError) as exc:
+            return await self._failed(exc, t0)
+        finally:
+            self._deadlines.discard(self)
+            if watch is not None:
+                watch.cancel()
+        return self._answer(header, payload, t0)
+
+    def _answer(self, header: Header, payload: bytes, t0: float) -> PhaseResult:
+        duration = (time.perf_counter() - t0) * 1000
+        if header.get("log_bytes", 1):  # bytes still unread in the log pipe: they come first
+            self.logs.drain()
+        rss = header.get("rss_kb")
+        if type(rss) is int:  # the process writes its frames: never trust their shape
+            self.rss_kb = rss
+        kind = header.get("t")
+        if kind == "error" or kind == "init_error":
+            return PhaseResult(Phase.FUNCTION_ERROR, duration, payload)
+        return PhaseResult(Phase.OK, duration, payload)  # result; ready or fail: specialise looks
+
+    async def _failed(self, exc: Exception, t0: float) -> PhaseResult:
+        if isinstance(exc, TimedOutError):
             self.logs.drain()
             return PhaseResult(Phase.TIMEOUT, (time.perf_counter() - t0) * 1000)
-        except ChannelClosedError:
-            timer.cancel()
-            status = await self.wait_exit()
-            self.logs.drain()
-            self.logs.flush_partial()
-            oom = self.oom_by_watch or (
-                status.signal == signal.SIGKILL and self.cgroup is not None and self.cgroup.oom_killed()
-            )
-            return PhaseResult(Phase.DIED, (time.perf_counter() - t0) * 1000, exit=status, oom=oom)
-        finally:
-            timer.cancel()
-        duration = (time.perf_counter() - t0) * 1000
+        status = await self.proc.wait_exit()
         self.logs.drain()
-        self._last_header = header
-        if "rss_kb" in header:
-            self.rss_kb = header["rss_kb"]
-        kind = header.get("t")
-        if kind in ("error", "init_error"):
-            return PhaseResult(Phase.FUNCTION_ERROR, duration, payload)
-        return PhaseResult(Phase.OK, duration, payload)
+        self.logs.flush_partial()
+        oom = self.oom_by_watch or (
+            status.signal == signal.SIGKILL and self.proc.cgroup is not None and self.proc.cgroup.oom_killed()
+        )
+        return PhaseResult(Phase.DIED, (time.perf_counter() - t0) * 1000, exit=status, oom=oom)
 
     def _on_timeout(self) -> None:
         # Only if the answer is still awaited: a result that arrived in this same loop
         # iteration wins, and the environment stays usable.
-        if self.channel is not None and self.channel.fail(TimedOutError()):
-            self.kill()
+        if self.channel.fail(TimedOutError()):
+            self.proc.kill()
 
     def read_status_kb(self, key: str) -> int | None:
-        if self.pid is None:
+        if self.proc.pid is None:
             return None
         try:
-            with open(f"/proc/{self.pid}/status", "rb") as f:
+            with open(f"/proc/{self.proc.pid}/status", "rb") as f:
                 for line in f:
                     if line.startswith(key.encode()):
                         return int(line.split()[1])
@@ -258,28 +253,25 @@ class Environment:
         return None
 
     def max_memory_mb(self) -> int:
-        peak = self.cgroup.peak_bytes() if self.cgroup is not None else None
-        if peak is None:  # the runtime reports its VmHWM (ru_maxrss) with every result
-            hwm = self.rss_kb or self.read_status_kb("VmHWM") or 0
-            peak = hwm * 1024
+        """Max Memory Used: the larger of the cgroup's peak and the process's peak RSS (VmHWM).
+
+        The cgroup counts only what was charged to it: pages the environment shares with its
+        zygote (the interpreter, the pre-imported modules) stay charged to the zygote, so a
+        hello world would report 1-2 MB.  VmHWM counts every page the process mapped, shared or
+        not -- what AWS's figure (the whole sandbox's usage) reflects -- but not its children or
+        its page cache, which the cgroup does count.  Neither can exceed the real footprint, so
+        the larger is the closer.  VmHWM is ``ru_maxrss``, sent by the runtime with every frame
+        (a getrusage in the environment, rather than parsing /proc/<pid>/status on the loop).
+        """
+        cgroup = self.proc.cgroup
+        peak = cgroup.peak_bytes() if cgroup is not None else None
+        hwm = self.rss_kb * 1024
+        if peak is None or peak < hwm:
+            peak = hwm
         return max(1, -(-peak // (1024 * 1024)))
 
-    # -- death
     def kill(self) -> None:
-        if self.cgroup is not None:
-            self.cgroup.kill()
-        if self.pid is not None and not self.exit_status.done():
-            for kill in (os.killpg, os.kill):
-                with contextlib.suppress(OSError):
-                    kill(self.pid, signal.SIGKILL)
-
-    async def wait_exit(self) -> ExitStatus:
-        try:
-            return await asyncio.wait_for(asyncio.shield(self.exit_status), EXIT_WAIT_S)
-        except TimeoutError:
-            # Channel closed but the process lingers (or no report came): kill it.
-            self.kill()
-            return ExitStatus(signal=signal.SIGKILL)
+        self.proc.kill()
 
 
 class RssWatch:
@@ -297,7 +289,7 @@ class RssWatch:
 
     def _check(self) -> None:
         rss = self._env.read_status_kb("VmRSS")
-        if rss is not None and rss > (self._env.rss_kb or 0):
+        if rss is not None and rss > self._env.rss_kb:
             self._env.rss_kb = rss  # the peak it reached, for Max Memory Used after a kill
         if rss is not None and rss > self._limit_kb:
             self._env.oom_by_watch = True

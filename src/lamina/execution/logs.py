@@ -2,8 +2,12 @@
 
 The environment's fds 1 and 2 are the write end of one pipe; the engine holds the read end,
 non-blocking, watched by the event loop (so a chatty function never blocks on a full pipe).
-When a result frame arrives the engine calls ``drain()``: the bootstrap flushed before sending
-it, so everything written before the result is in hand -- deterministically, no sleeps.
+The bootstrap flushes before it sends a frame and then asks the kernel how many bytes of the pipe
+are still unread (FIONREAD on its own copy of the write end); the frame carries that count.  If it
+is not zero the engine calls ``drain()`` on the frame, so everything written before the result is
+in hand -- deterministically, no sleeps, whoever wrote it (Python, C code, a subprocess).  If it
+is zero, the loop's reader callback has already read it all, and the engine skips a read that
+could only answer EAGAIN.
 
 Attribution: each line becomes one LogEvent in ``pending``; the engine takes them per
 invocation.  Lines written while an environment is idle (a background thread) are delivered
@@ -43,7 +47,8 @@ def init_start_line(runtime: str, region: str) -> str:
 
 
 def billed_ms(duration_ms: float) -> int:
-    return max(1, math.ceil(duration_ms))
+    billed = math.ceil(duration_ms)
+    return billed if billed > 1 else 1
 
 
 def report_line(
@@ -57,20 +62,19 @@ def report_line(
     error_type: str | None = None,
     billed: int | None = None,
 ) -> str:
-    fields = [
-        f"REPORT RequestId: {request_id}",
-        f"Duration: {duration_ms:.2f} ms",
-        f"Billed Duration: {billed if billed is not None else billed_ms(duration_ms)} ms",
-        f"Memory Size: {memory_mb} MB",
-        f"Max Memory Used: {max_used_mb} MB",
-    ]
+    if billed is None:
+        billed = billed_ms(duration_ms)
+    line = (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
+        f"Memory Size: {memory_mb} MB\tMax Memory Used: {max_used_mb} MB\t"
+    )  # AWS ends its REPORT line with a tab
     if init_ms is not None:
-        fields.append(f"Init Duration: {init_ms:.2f} ms")
+        line += f"Init Duration: {init_ms:.2f} ms\t"
     if status is not None:
-        fields.append(f"Status: {status}")
+        line += f"Status: {status}\t"
     if error_type is not None:
-        fields.append(f"Error Type: {error_type}")
-    return "\t".join(fields) + "\t"  # AWS ends its REPORT line with a tab
+        line += f"Error Type: {error_type}\t"
+    return line
 
 
 def init_report_line(*, init_ms: float, status: str, error_type: str | None) -> str:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-from lamina.execution.environment import Phase, PhaseResult
+from lamina.execution.environment import Environment, Phase, PhaseResult
 from lamina.execution.logs import (
     billed_ms,
     init_report_line,
@@ -18,17 +17,6 @@ from lamina.execution.types import InvocationOutcome, LogEvent
 UNHANDLED = "Unhandled"
 
 
-@dataclass(frozen=True, slots=True)
-class OutcomeContext:
-    """What every outcome of one invocation shares."""
-
-    request_id: str
-    version: str
-    memory_mb: int
-    timeout_s: int
-    log_stream: str
-
-
 def _error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
@@ -37,7 +25,7 @@ def _event(message: str) -> LogEvent:
     return LogEvent(now_ms(), message)
 
 
-def _death(ctx: OutcomeContext, result: PhaseResult) -> tuple[str, bytes, LogEvent]:
+def _death(request_id: str, result: PhaseResult) -> tuple[str, bytes, LogEvent]:
     """(error type, payload, log event) of a runtime that exited mid-phase."""
     assert result.exit is not None
     if result.exit.code == 0 and result.exit.signal is None:
@@ -45,56 +33,63 @@ def _death(ctx: OutcomeContext, result: PhaseResult) -> tuple[str, bytes, LogEve
     else:
         reason = f"Runtime exited with error: {result.exit.describe()}"
     error_type = "Runtime.OutOfMemory" if result.oom else "Runtime.ExitError"
-    message = f"RequestId: {ctx.request_id} Error: {reason}"
+    message = f"RequestId: {request_id} Error: {reason}"
     return error_type, _error(error_type, message), _event(f"{message}\n{error_type}")
 
 
-def _timeout(ctx: OutcomeContext, seconds: float) -> tuple[bytes, LogEvent]:
-    message = f"RequestId: {ctx.request_id} Error: Task timed out after {seconds:.2f} seconds"
-    return _error("Sandbox.Timedout", message), _event(timeout_line(ctx.request_id, seconds))
+def _timeout(request_id: str, seconds: float) -> tuple[bytes, LogEvent]:
+    message = f"RequestId: {request_id} Error: Task timed out after {seconds:.2f} seconds"
+    return _error("Sandbox.Timedout", message), _event(timeout_line(request_id, seconds))
 
 
 def invocation_outcome(
-    ctx: OutcomeContext,
+    env: Environment,
+    request_id: str,
     result: PhaseResult,
     *,
     events: list[LogEvent],
     init_ms: float | None,
-    max_used_mb: int,
 ) -> InvocationOutcome:
     """The outcome of an invocation that reached the handler.  ``events`` start with START."""
+    spec = env.spec
     payload = result.payload
     function_error: str | None = None
     status: str | None = None
     error_type: str | None = None
-    billed = billed_ms(result.duration_ms)
-    if result.phase is Phase.FUNCTION_ERROR:
+    phase = result.phase
+    if phase is Phase.OK:
+        billed = billed_ms(result.duration_ms)
+    elif phase is Phase.FUNCTION_ERROR:
         function_error = UNHANDLED
-    elif result.phase is Phase.TIMEOUT:
+        billed = billed_ms(result.duration_ms)
+    elif phase is Phase.TIMEOUT:
         function_error, status = UNHANDLED, "timeout"
-        payload, line = _timeout(ctx, float(ctx.timeout_s))
+        payload, line = _timeout(request_id, float(spec.timeout_s))
         events.append(line)
-        billed = ctx.timeout_s * 1000
-    elif result.phase is Phase.DIED:
+        billed = spec.timeout_s * 1000
+    else:
         function_error, status = UNHANDLED, "error"
-        error_type, payload, line = _death(ctx, result)
+        error_type, payload, line = _death(request_id, result)
         events.append(line)
-    events.append(_event(f"END RequestId: {ctx.request_id}"))
+        billed = billed_ms(result.duration_ms)
+    max_used_mb = env.max_memory_mb()
     report = report_line(
-        request_id=ctx.request_id,
+        request_id=request_id,
         duration_ms=result.duration_ms,
         billed=billed,
-        memory_mb=ctx.memory_mb,
+        memory_mb=spec.memory_mb,
         max_used_mb=max_used_mb,
         init_ms=init_ms,
         status=status,
         error_type=error_type,
     )
-    events.append(_event(report))
+    stamp = now_ms()  # END and REPORT are written together
+    events.append(LogEvent(stamp, f"END RequestId: {request_id}"))
+    events.append(LogEvent(stamp, report))
     return InvocationOutcome(
         payload=payload,
         function_error=function_error,
-        log_stream=ctx.log_stream,
+        log_stream=env.log_stream,
         log_events=tuple(events),
         duration_ms=result.duration_ms,
         billed_duration_ms=billed,
@@ -104,12 +99,12 @@ def invocation_outcome(
 
 
 def init_failure_outcome(
-    ctx: OutcomeContext,
+    env: Environment,
+    request_id: str,
     result: PhaseResult,
     *,
     events: list[LogEvent],
     init_timeout_s: float,
-    max_used_mb: int,
 ) -> InvocationOutcome:
     """INIT failed (error, timeout, crash): INIT_REPORT, then START/END/REPORT with the error.
 
@@ -117,6 +112,7 @@ def init_failure_outcome(
     a timeout (``Sandbox.Timedout``, "Task timed out after 10.00 seconds") with an INIT_REPORT
     of ``Status: timeout``.
     """
+    spec = env.spec
     init_ms = result.duration_ms
     if result.phase is Phase.FUNCTION_ERROR:
         payload = result.payload
@@ -125,22 +121,23 @@ def init_failure_outcome(
         death_line = None
     elif result.phase is Phase.TIMEOUT:
         error_type = "Sandbox.Timedout"
-        payload, death_line = _timeout(ctx, init_timeout_s)
+        payload, death_line = _timeout(request_id, init_timeout_s)
         events.append(_event(init_report_line(init_ms=init_ms, status="timeout", error_type=None)))
     else:
-        error_type, payload, death_line = _death(ctx, result)
+        error_type, payload, death_line = _death(request_id, result)
         events.append(_event(init_report_line(init_ms=init_ms, status="error", error_type=error_type)))
-    events.append(_event(f"START RequestId: {ctx.request_id} Version: {ctx.version}"))
+    events.append(_event(f"START RequestId: {request_id} Version: {spec.version}"))
     if death_line is not None:
         events.append(death_line)
-    events.append(_event(f"END RequestId: {ctx.request_id}"))
+    events.append(_event(f"END RequestId: {request_id}"))
     status = "timeout" if result.phase is Phase.TIMEOUT else "error"
+    max_used_mb = env.max_memory_mb()
     events.append(
         _event(
             report_line(
-                request_id=ctx.request_id,
+                request_id=request_id,
                 duration_ms=init_ms,
-                memory_mb=ctx.memory_mb,
+                memory_mb=spec.memory_mb,
                 max_used_mb=max_used_mb,
                 status=status,
                 error_type=None if status == "timeout" else error_type,
@@ -150,7 +147,7 @@ def init_failure_outcome(
     return InvocationOutcome(
         payload=payload,
         function_error=UNHANDLED,
-        log_stream=ctx.log_stream,
+        log_stream=env.log_stream,
         log_events=tuple(events),
         duration_ms=init_ms,
         billed_duration_ms=billed_ms(init_ms),
