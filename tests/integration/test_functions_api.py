@@ -235,3 +235,13 @@ def test_regions_are_separate(server: Any, create_fn: Any) -> None:
     with pytest.raises(ClientError) as exc:
         west.get_function(FunctionName=name)
     assert error_code(exc) == "ResourceNotFoundException"
+
+
+def test_publish_is_refused_not_ignored(lam: Any, create_fn: Any) -> None:
+    with pytest.raises(ClientError) as exc:
+        create_fn(HELLO, Publish=True)
+    assert error_code(exc) == "InvalidParameterValueException"
+    name = create_fn(HELLO)
+    with pytest.raises(ClientError) as exc:
+        lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": HELLO}), Publish=True)
+    assert error_code(exc) == "InvalidParameterValueException"

@@ -158,6 +158,12 @@ class FunctionService:
 
     # -- writes -------------------------------------------------------------------------------
     async def _store_code(self, params: Mapping[str, Any]) -> StoredCode:
+        if params.get("Publish"):
+            # Answered rather than ignored: a caller asking for a version must not get $LATEST silently.
+            raise AwsError(
+                "InvalidParameterValueException",
+                "lamina does not publish function versions yet; retry without Publish.",
+            )
         zip_file = params.get("ZipFile")
         if params.get("ImageUri"):
             raise AwsError(
@@ -189,7 +195,7 @@ class FunctionService:
         async with self._lock(region, name):
             if (region, name) in self._registry:
                 raise AwsError("ResourceConflictException", f"Function already exist: {name}")
-            code = await self._store_code(params.get("Code") or {})
+            code = await self._store_code({**(params.get("Code") or {}), "Publish": params.get("Publish")})
             fv = FunctionVersion(
                 region=region,
                 name=name,
