@@ -19,6 +19,7 @@ from lamina.execution.cgroup import V1_ROOT, detect_memory_root
 from lamina.execution.engine import PythonEngine
 from tests.unit.test_execution_support import (
     Harness,
+    alive,
     make_input,
     make_spec,
     messages,
@@ -33,14 +34,6 @@ def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     harness = Harness(tmp_path_factory.mktemp("run"), uvloop=True)
     yield harness
     harness.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def test_timeout_answers_promptly_and_next_invoke_is_fresh(h: Harness, tmp_path: Path) -> None:
@@ -180,7 +173,7 @@ def test_idle_environments_are_reaped(tmp_path: Path) -> None:
             tmp_dir = tmp_path / "run" / "env-tmp" / env_id  # (spares waiting have theirs too)
             assert tmp_dir.is_dir()
             assert await poll(lambda: not engine.environments(), timeout_s=5)
-            assert await poll(lambda: not _alive(pid) and not tmp_dir.exists(), timeout_s=5)
+            assert await poll(lambda: not alive(pid) and not tmp_dir.exists(), timeout_s=5)
             again = await engine.invoke(spec, make_input(spec))
             assert again.init_duration_ms is not None
         finally:
@@ -213,7 +206,7 @@ def test_close_leaves_no_process(tmp_path: Path) -> None:
 
     pids = asyncio.run(scenario())
     assert len(pids) >= 5
-    leftovers = [p for p in pids if _alive(p)]
+    leftovers = [p for p in pids if alive(p)]
     assert leftovers == []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

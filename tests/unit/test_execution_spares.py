@@ -14,7 +14,7 @@ from lamina.execution.deadlines import Deadlines
 from lamina.execution.engine import PythonEngine
 from lamina.execution.process import EnvProcess
 from lamina.execution.spares import SpareState
-from tests.unit.test_execution_support import Harness, make_input, make_spec, poll, result, write_code
+from tests.unit.test_execution_support import Harness, alive, make_input, make_spec, poll, result, write_code
 
 PID_CODE = "import os\ndef handler(event, context):\n    return os.getpid()\n"
 
@@ -29,14 +29,6 @@ def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
 def _waiting(engine: PythonEngine, interpreter: str) -> list[EnvProcess]:
     queue = engine._spares._queues.get(interpreter, ())
     return [s.proc for s in queue if s.state is SpareState.WAITING]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def test_a_cold_start_takes_the_oldest_spare_and_the_pool_refills(h: Harness, tmp_path: Path) -> None:
@@ -108,7 +100,7 @@ def test_close_kills_spares_and_removes_their_cgroups_and_tmp(tmp_path: Path) ->
 
     spares = asyncio.run(scenario())
     for proc in spares:
-        assert proc.pid is not None and not _alive(proc.pid)
+        assert proc.pid is not None and not alive(proc.pid)
         assert not proc.tmp_dir.exists()
         assert proc.cgroup is None or not proc.cgroup.path.exists()
 

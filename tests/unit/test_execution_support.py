@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import textwrap
 import uuid
 from collections.abc import Coroutine, Mapping
@@ -20,6 +21,15 @@ from lamina.execution.types import EnvironmentSpec, InvocationInput, InvocationO
 T = TypeVar("T")
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def write_code(root: Path, source: str, *, module: str = "app") -> Path:

@@ -16,22 +16,12 @@ from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 
 from lamina.errors import AwsError
-from lamina.protocol import RestRouter, load_service_model, parse_request, serialize_response
+from lamina.protocol import RestRouter, parse_request, serialize_response
 
 ENDPOINT = "http://127.0.0.1:9000"
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:my-fn"
 ROLE = "arn:aws:iam::123456789012:role/service-role/lambda"
 LAYER = "arn:aws:lambda:us-east-1:123456789012:layer:deps:3"
-
-
-@pytest.fixture(scope="module")
-def model() -> ServiceModel:
-    return load_service_model("lambda")
-
-
-@pytest.fixture(scope="module")
-def router(model: ServiceModel) -> RestRouter:
-    return RestRouter(model)
 
 
 def to_wire(op: OperationModel, params: dict[str, Any]) -> tuple[str, str, str, dict[str, str], bytes]:

@@ -6,24 +6,13 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from botocore.awsrequest import prepare_request_dict
 from botocore.model import OperationModel, ServiceModel
 from botocore.serialize import create_serializer
 
-from lamina.protocol import RestRouter, load_service_model
+from lamina.protocol import RestRouter
 
 ENDPOINT = "http://127.0.0.1:9000"
-
-
-@pytest.fixture(scope="module")
-def model() -> ServiceModel:
-    return load_service_model("lambda")
-
-
-@pytest.fixture(scope="module")
-def router(model: ServiceModel) -> RestRouter:
-    return RestRouter(model)
 
 
 def wire(op: OperationModel, params: dict[str, Any]) -> tuple[str, str, str]:
