@@ -205,3 +205,50 @@ def test_event_survives_kill_9(tmp_path: Path) -> None:
             wait_for_log(srv.data_dir, f"/aws/lambda/{name}", f"finished {rid}", timeout=60)
     finally:
         srv.stop()
+
+
+def test_configurable_account_id(tmp_path: Path) -> None:
+    srv = LaminaServer(tmp_path / "data", extra_args=["--account-id", "210987654321"])
+    srv.start()
+    try:
+        lam = srv.client(region_name="eu-west-1")
+        name = create_function(lam, SLEEPY)
+        arn = lam.get_function_configuration(FunctionName=name)["FunctionArn"]
+        assert arn == f"arn:aws:lambda:eu-west-1:210987654321:function:{name}"
+    finally:
+        srv.stop()
+
+
+def test_bad_account_id_is_refused_at_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "lamina", "serve", "--data-dir", str(tmp_path / "d"), "--account-id", "12ab"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "12 digits" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    srv = LaminaServer(tmp_path / "data")
+    srv.start()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "lamina", "serve", "--data-dir", str(srv.data_dir), "--port", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith("LAMINA_")},
+        )
+        assert r.returncode == 2
+        assert "another lamina server" in r.stderr
+        assert "Functions" in srv.client().list_functions()  # the first one is untouched
+    finally:
+        srv.stop()
