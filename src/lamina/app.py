@@ -41,7 +41,13 @@ async def _read_body(receive: Receive, limit: int, op_name: str, declared: int |
     def too_large() -> AwsError:
         code = "RequestTooLargeException" if op_name == "Invoke" else "RequestEntityTooLargeException"
         name = "InvokeFunction" if op_name == "Invoke" else op_name
-        return AwsError(code, f"Request must be smaller than {limit} bytes for the {name} operation")
+        # The rest of the body is still on its way: answer, then close, so it is never read as a
+        # next request on this keep-alive connection.
+        return AwsError(
+            code,
+            f"Request must be smaller than {limit} bytes for the {name} operation",
+            headers={"Connection": "close"},
+        )
 
     if declared is not None and declared > limit:
         raise too_large()
@@ -105,7 +111,7 @@ class LaminaApp:
         renderer = render_rest_json
         try:
             try:
-                await self._api(scope, path, hmap, request_id, receive, send)
+                await self._api(scope, raw_path, hmap, request_id, receive, send)
                 return
             except AwsError as err:
                 if "x-amz-target" in hmap:
@@ -128,7 +134,7 @@ class LaminaApp:
     async def _api(
         self,
         scope: Scope,
-        path: str,
+        raw_path: bytes,
         hmap: dict[str, str],
         request_id: str,
         receive: Receive,
@@ -136,10 +142,19 @@ class LaminaApp:
     ) -> None:
         p = self._p
         method: str = scope["method"]
-        raw_path: bytes = scope.get("raw_path") or path.encode("latin-1")
+        path = raw_path.decode("latin-1")
         raw_query: bytes = scope.get("query_string", b"")
         query = raw_query.decode("latin-1")
         declared = int(hmap["content-length"]) if hmap.get("content-length", "").isdigit() else None
+        if "authorization" not in hmap and b"X-Amz-Signature" not in raw_query:
+            # Unsigned: refuse before reading (and buffering) a body nobody is allowed to send,
+            # and close, so that unread body is never parsed as a next request.
+            try:
+                p.verifier.verify(method, raw_path, raw_query, scope["headers"], b"")
+            except AwsError as err:
+                if declared:
+                    err.headers["Connection"] = "close"
+                raise
         target = hmap.get("x-amz-target")
         matched = None if target else p.router.match(method, path)
         if matched is None:

@@ -95,19 +95,32 @@ def test_unknown_path(server: Any) -> None:
     assert_aws_error(*r, "UnknownOperationException", 404)
 
 
-def test_declared_oversized_body_refused_before_reading(server: Any) -> None:
+def _declare_big_body(server: Any, headers: dict[str, str]) -> http.client.HTTPResponse:
     u = urlsplit(server.endpoint)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-    try:
-        conn.putrequest("POST", "/2015-03-31/functions/x/invocations")
-        conn.putheader("Content-Length", str(100 * 1024 * 1024))
-        conn.endheaders()
-        conn.send(b"{" * 1024)  # far less than declared: the answer must not wait for the rest
-        resp = conn.getresponse()
-        assert resp.status == 413
-        assert resp.getheader("x-amzn-ErrorType") == "RequestTooLargeException"
-    finally:
-        conn.close()
+    conn.putrequest("POST", "/2015-03-31/functions/x/invocations")
+    for k, v in {**headers, "Content-Length": str(100 * 1024 * 1024)}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    conn.send(b"{" * 1024)  # far less than declared: the answer must not wait for the rest
+    return conn.getresponse()
+
+
+def test_declared_oversized_body_refused_before_reading(server: Any) -> None:
+    req = AWSRequest(method="POST", url=server.endpoint + "/2015-03-31/functions/x/invocations", data=b"{}")
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "lambda", REGION).add_auth(req)
+    signed_headers = {k: v for k, v in req.headers.items() if k.lower() != "content-length"}
+    resp = _declare_big_body(server, signed_headers)
+    assert resp.status == 413
+    assert resp.getheader("x-amzn-ErrorType") == "RequestTooLargeException"
+    assert resp.getheader("Connection") == "close"  # the unread rest is never parsed as a request
+
+
+def test_unsigned_big_body_refused_before_reading(server: Any) -> None:
+    resp = _declare_big_body(server, {})
+    assert resp.status == 403
+    assert resp.getheader("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
+    assert resp.getheader("Connection") == "close"
 
 
 def test_huge_zip_unzipped_limit(lam: Any) -> None:
