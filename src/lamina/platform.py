@@ -101,7 +101,7 @@ class Platform:
         )
 
     async def _on_function_change(self, function_arn: str) -> None:
-        await self.engine.retire(function_arn)
+        await self.invocations.retire(function_arn)
 
     async def stop_environments(self) -> None:
         """Kill every environment now: in-flight invokes answer with an error instead of hanging."""

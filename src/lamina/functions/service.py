@@ -299,4 +299,5 @@ class FunctionService:
                 raise self._not_found(region, fv.name)
             await self._store.call(self._store.delete_function, region, fv.name)
             del self._registry[(region, fv.name)]
+        self._locks.pop((region, fv.name), None)  # waiters still hold it; new callers see "not found"
         await self._on_change(fv.arn(self.account_id))

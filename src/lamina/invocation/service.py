@@ -109,9 +109,6 @@ class InvocationService:
                     "InvalidRuntimeException",
                     f"The runtime {fv.runtime} is not available on this lamina host.",
                 )
-            # Drop specs of older revisions of this function: they can never be used again.
-            for old in [k for k in self._specs if k[:3] == key[:3]]:
-                del self._specs[old]
             spec = EnvironmentSpec(
                 function_name=fv.name,
                 function_arn=fv.arn(self._functions.account_id),
@@ -176,4 +173,7 @@ class InvocationService:
         await self.invoke(fv, inv)
 
     async def retire(self, function_arn: str) -> None:
+        """After an update or delete: no old environment or cached spec may serve that function again."""
+        for key in [k for k, spec in self._specs.items() if spec.function_arn == function_arn]:
+            del self._specs[key]
         await self._engine.retire(function_arn)
