@@ -49,6 +49,9 @@ def run(platform: Platform, *, grace_s: float = 10.0) -> None:
         http="httptools",
         lifespan="on",
         access_log=False,
+        # lamina is the edge: no proxy in front whose X-Forwarded-* headers it should trust (and the
+        # middleware that reads them costs on every request).
+        proxy_headers=False,
         log_config=None,
         server_header=False,
         date_header=False,
