@@ -281,3 +281,18 @@ def test_many_concurrent_event_invokes_all_run(lam: Any, create_fn: Any, server:
         assert time.monotonic() < deadline, "not every accepted event ran"
         time.sleep(0.05)
     assert lam.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "raw"), [("python3.11", b'"caf\\u00e9"'), ("python3.12", '"café"'.encode())]
+)
+def test_unicode_in_results_as_each_runtime_sends_it(
+    lam: Any, create_fn: Any, runtime: str, raw: bytes
+) -> None:
+    try:
+        name = create_fn("def handler(e, c):\n    return 'café'\n", Runtime=runtime)
+    except ClientError as exc:
+        if "not available" in str(exc):
+            pytest.skip(f"{runtime} not on this host")
+        raise
+    assert lam.invoke(FunctionName=name)["Payload"].read() == raw

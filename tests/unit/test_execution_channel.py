@@ -188,3 +188,13 @@ def test_log_pipe_counts_unread_bytes(bootstrap: ModuleType) -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_unicode_escaping_follows_the_runtime() -> None:
+    from lamina.runtimes.python import bootstrap
+
+    assert bootstrap.escapes_unicode("AWS_Lambda_python3.11")
+    assert not bootstrap.escapes_unicode("AWS_Lambda_python3.12")
+    assert not bootstrap.escapes_unicode("AWS_Lambda_python3.13")
+    assert not bootstrap.escapes_unicode("AWS_Lambda_python3.14")
+    assert bootstrap.escapes_unicode("")

@@ -499,6 +499,13 @@ def specialise(cfg, libc, tmp, stdlib_paths):
     return private
 
 
+def escapes_unicode(execution_env):
+    """AWS's Python runtimes escape non-ASCII in results up to 3.11 and send it as is from 3.12 on."""
+    prefix = "AWS_Lambda_python3."
+    minor = execution_env[len(prefix):] if execution_env.startswith(prefix) else ""
+    return not (minor.isdigit() and int(minor) >= 12)
+
+
 def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths):
     chan = Channel(chan_fd)
     logs = LogPipe(log_fd)
@@ -517,7 +524,7 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths):
     except Exception as exc:
         chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
         return 70
-    encoder = ResultEncoder(ensure_ascii=os.environ.get("AWS_EXECUTION_ENV") != "AWS_Lambda_python3.12")
+    encoder = ResultEncoder(ensure_ascii=escapes_unicode(os.environ.get("AWS_EXECUTION_ENV", "")))
     try:
         handler = load_handler(cfg["handler"])
     except Exception as exc:
