@@ -9,14 +9,18 @@ import hashlib
 import logging
 from typing import IO
 
+from lamina.api import aliases as aliases_api
 from lamina.api import functions as functions_api
 from lamina.api import invoke as invoke_api
+from lamina.api import versions as versions_api
 from lamina.auth.credentials import Credentials, load_or_create, usage_text
 from lamina.auth.sigv4 import SigV4Verifier
 from lamina.config import Settings
 from lamina.execution.engine import PythonEngine
+from lamina.functions.aliases import AliasService
 from lamina.functions.codestore import CodeStore
 from lamina.functions.service import FunctionService
+from lamina.functions.versions import VersionService
 from lamina.ids import IdFactory
 from lamina.invocation.service import InvocationService
 from lamina.protocol import RestRouter, load_service_model
@@ -80,6 +84,8 @@ class Platform:
             url_key=url_key,
         )
         await self.functions.load()
+        versions = VersionService(functions=self.functions, store=self.store)
+        aliases = AliasService(functions=self.functions, store=self.store)
         self.logs = LogStore(s.data_dir / "logs.sqlite3")
         self.logs.start()
         self.invocations = InvocationService(
@@ -87,7 +93,9 @@ class Platform:
         )
         await self.invocations.queue.start()
         self.handlers = {
-            **functions_api.handlers(self.functions),
+            **functions_api.handlers(self.functions, versions),
+            **versions_api.handlers(versions, s.account_id),
+            **aliases_api.handlers(aliases, s.account_id),
             **invoke_api.handlers(self.functions, self.invocations, self.ids),
         }
         self._started = True

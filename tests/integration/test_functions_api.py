@@ -237,11 +237,20 @@ def test_regions_are_separate(server: Any, create_fn: Any) -> None:
     assert error_code(exc) == "ResourceNotFoundException"
 
 
-def test_publish_is_refused_not_ignored(lam: Any, create_fn: Any) -> None:
-    with pytest.raises(ClientError) as exc:
-        create_fn(HELLO, Publish=True)
-    assert error_code(exc) == "InvalidParameterValueException"
-    name = create_fn(HELLO)
-    with pytest.raises(ClientError) as exc:
-        lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": HELLO}), Publish=True)
-    assert error_code(exc) == "InvalidParameterValueException"
+def test_publish_flag_on_create_and_update_publishes(lam: Any, create_fn: Any) -> None:
+    name = unique()
+    cfg = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": HELLO})},
+        Publish=True,
+    )
+    assert cfg["Version"] == "1"
+    assert cfg["FunctionArn"].endswith(f":function:{name}:1")
+    changed = make_zip({"app.py": HELLO.replace("hello", "hi")})
+    cfg = lam.update_function_code(FunctionName=name, ZipFile=changed, Publish=True)
+    assert cfg["Version"] == "2"
+    assert cfg["CodeSha256"] == base64.b64encode(hashlib.sha256(changed).digest()).decode()
+    assert lam.get_function_configuration(FunctionName=name)["Version"] == "$LATEST"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from lamina.functions.service import FunctionService
+from lamina.functions.versions import VersionService
 from lamina.types import Handler, Output, Params, RequestContext
 
 
-def handlers(functions: FunctionService) -> dict[str, Handler]:
+def handlers(functions: FunctionService, versions: VersionService) -> dict[str, Handler]:
     account = functions.account_id
 
     async def create_function(ctx: RequestContext, p: Params) -> Output:
         fv = await functions.create(ctx.region, p)
+        if p.get("Publish"):  # the answer then describes the new version, as AWS's does
+            fv = await versions.publish(ctx.region, fv.name)
         return fv.to_configuration(account)
 
     async def get_function(ctx: RequestContext, p: Params) -> Output:
@@ -31,13 +34,16 @@ def handlers(functions: FunctionService) -> dict[str, Handler]:
         return functions.list(ctx.region, p.get("Marker"), p.get("MaxItems"))
 
     async def update_function_code(ctx: RequestContext, p: Params) -> Output:
-        return (await functions.update_code(ctx.region, p)).to_configuration(account)
+        fv = await functions.update_code(ctx.region, p)
+        if p.get("Publish") and not p.get("DryRun"):
+            fv = await versions.publish(ctx.region, fv.name, revision_id=fv.revision_id)
+        return fv.to_configuration(account)
 
     async def update_function_configuration(ctx: RequestContext, p: Params) -> Output:
         return (await functions.update_configuration(ctx.region, p)).to_configuration(account)
 
     async def delete_function(ctx: RequestContext, p: Params) -> Output:
-        await functions.delete(ctx.region, p["FunctionName"], p.get("Qualifier"))
+        await versions.delete(ctx.region, p["FunctionName"], p.get("Qualifier"))
         return {"StatusCode": 204}
 
     async def get_account_settings(ctx: RequestContext, p: Params) -> Output:

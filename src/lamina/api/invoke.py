@@ -21,7 +21,8 @@ def handlers(
     account = functions.account_id
 
     async def invoke(ctx: RequestContext, p: Params) -> Output:
-        fv = functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier"))
+        # An alias's weights are drawn here, per invoke: the version that runs is the one reported.
+        fv = functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier"), routed=True)
         kind = p.get("InvocationType") or "RequestResponse"
         payload: bytes = p.get("Payload") or b""
         check_payload(payload, ASYNC_PAYLOAD_MAX if kind == "Event" else SYNC_PAYLOAD_MAX)

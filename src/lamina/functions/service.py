@@ -14,42 +14,19 @@ import hmac
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from lamina.errors import AwsError
 from lamina.functions.arns import parse_function_ref, resolve_qualifier
 from lamina.functions.codestore import MAX_UNZIPPED, MAX_ZIPPED, CodeStore, StoredCode
+from lamina.functions.echo import echoed, now_iso
+from lamina.functions.routing import pick_version
 from lamina.functions.rules import check_configuration, check_runtime
+from lamina.model.alias import Alias
 from lamina.model.function import LATEST, FunctionVersion, function_arn
 from lamina.store.metadata import MetadataStore
 
-# Configuration members stored verbatim and echoed back (lamina does not act on them yet).
-_ECHOED = ("DeadLetterConfig", "KMSKeyArn", "TracingConfig", "VpcConfig", "FileSystemConfigs")
 _CODE_URL_TTL_S = 600  # AWS's pre-signed code URLs last 10 minutes
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
-
-
-def _echoed(params: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in _ECHOED:
-        if key in params and params[key] is not None:
-            out[key] = params[key]
-    if "VpcConfig" in out:
-        vpc = out["VpcConfig"]
-        out["VpcConfig"] = {
-            "SubnetIds": vpc.get("SubnetIds", []),
-            "SecurityGroupIds": vpc.get("SecurityGroupIds", []),
-            "VpcId": "",
-        }
-    if "TracingConfig" in out:
-        out["TracingConfig"] = {"Mode": out["TracingConfig"].get("Mode", "PassThrough")}
-    if params.get("LoggingConfig"):
-        out["LoggingConfig"] = {"LogFormat": "Text", **params["LoggingConfig"]}
-    return out
 
 
 class FunctionService:
@@ -70,35 +47,56 @@ class FunctionService:
         self._on_change = on_change  # called with the unqualified ARN after every update/delete
         self._url_key = url_key
         self._registry: dict[tuple[str, str], dict[str, FunctionVersion]] = {}
+        # Mutated only by AliasService, under the function's lock, after the store committed.
+        self.aliases: dict[tuple[str, str], dict[str, Alias]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def load(self) -> None:
         versions = await self._store.call(self._store.load_versions)
         for fv in versions:
             self._registry.setdefault((fv.region, fv.name), {})[fv.version] = fv
+        for alias in await self._store.call(self._store.load_aliases):
+            self.aliases.setdefault((alias.region, alias.function_name), {})[alias.name] = alias
         live = {fv.code_hex for fv in versions}
         await asyncio.to_thread(self._code.remove_orphans, live)
 
-    def _lock(self, region: str, name: str) -> asyncio.Lock:
+    def lock(self, region: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((region, name), asyncio.Lock())
 
-    def _not_found(self, region: str, name: str, qualifier: str | None = None) -> AwsError:
+    def not_found(self, region: str, name: str, qualifier: str | None = None) -> AwsError:
         arn = function_arn(region, self.account_id, name, qualifier)
         return AwsError("ResourceNotFoundException", f"Function not found: {arn}")
 
     # -- reads (no I/O: the invoke path uses these) ---------------------------------------------
-    def resolve(self, region: str, ident: str, qualifier: str | None = None) -> FunctionVersion:
+    def resolve(
+        self, region: str, ident: str, qualifier: str | None = None, *, routed: bool = False
+    ) -> FunctionVersion:
+        """The version a name/ARN + qualifier designates; an alias gives its primary version, or
+        with ``routed`` a version drawn by the alias's weights (what an invoke runs)."""
         ref = parse_function_ref(ident)
         qual = resolve_qualifier(ref, qualifier)
         if ref.account and ref.account != self.account_id:
-            raise self._not_found(region, ref.name, qual)
+            raise self.not_found(region, ref.name, qual)
         versions = self._registry.get((region, ref.name))
         if versions is None:
-            raise self._not_found(region, ref.name, qual)
-        fv = versions.get(qual or LATEST)
+            raise self.not_found(region, ref.name, qual)
+        version = qual or LATEST
+        if version != LATEST and not version.isdigit():
+            alias = self.aliases.get((region, ref.name), {}).get(version)
+            if alias is None:
+                raise self.not_found(region, ref.name, qual)
+            version = pick_version(alias) if routed else alias.function_version
+        fv = versions.get(version)
         if fv is None:
-            raise self._not_found(region, ref.name, qual)
+            raise self.not_found(region, ref.name, qual)
         return fv
+
+    def versions_of(self, region: str, name: str) -> dict[str, FunctionVersion]:
+        """The live version map of a function (mutate only under its lock, after the store)."""
+        versions = self._registry.get((region, name))
+        if versions is None:
+            raise self.not_found(region, name)
+        return versions
 
     def list(self, region: str, marker: str | None, max_items: int | None) -> dict[str, Any]:
         names = sorted(n for (r, n) in self._registry if r == region)
@@ -158,12 +156,6 @@ class FunctionService:
 
     # -- writes -------------------------------------------------------------------------------
     async def _store_code(self, params: Mapping[str, Any]) -> StoredCode:
-        if params.get("Publish"):
-            # Answered rather than ignored: a caller asking for a version must not get $LATEST silently.
-            raise AwsError(
-                "InvalidParameterValueException",
-                "lamina does not publish function versions yet; retry without Publish.",
-            )
         zip_file = params.get("ZipFile")
         if params.get("ImageUri"):
             raise AwsError(
@@ -188,14 +180,10 @@ class FunctionService:
             )
         check_configuration(params)
         check_runtime(params.get("Runtime"), params.get("Handler"), self._runtimes())
-        if params.get("Layers"):
-            raise AwsError(
-                "InvalidParameterValueException", f"Layer version {params['Layers'][0]} does not exist."
-            )
-        async with self._lock(region, name):
+        async with self.lock(region, name):
             if (region, name) in self._registry:
                 raise AwsError("ResourceConflictException", f"Function already exist: {name}")
-            code = await self._store_code({**(params.get("Code") or {}), "Publish": params.get("Publish")})
+            code = await self._store_code(params.get("Code") or {})
             fv = FunctionVersion(
                 region=region,
                 name=name,
@@ -207,17 +195,28 @@ class FunctionService:
                 code_hex=code.hex,
                 code_size=code.size,
                 revision_id=str(uuid.uuid4()),
-                last_modified=_now_iso(),
+                last_modified=now_iso(),
                 description=params.get("Description", ""),
                 memory_size=params.get("MemorySize", 128),
                 timeout=params.get("Timeout", 3),
                 environment=dict((params.get("Environment") or {}).get("Variables") or {}),
                 ephemeral_storage=(params.get("EphemeralStorage") or {}).get("Size", 512),
                 architectures=tuple(params.get("Architectures") or ("x86_64",)),
-                extra=_echoed(params),
+                extra=echoed(params),
             )
             await self._store.call(self._store.create_function, fv, dict(params.get("Tags") or {}))
             self._registry[(region, name)] = {LATEST: fv}
+        return fv
+
+    def _latest(self, region: str, ident: str) -> FunctionVersion:
+        """$LATEST, for a write: published versions are frozen, so a qualified name is refused."""
+        fv = self.resolve(region, ident)
+        if fv.version != LATEST:
+            raise AwsError(
+                "InvalidParameterValueException",
+                "Current operation does not support versions other than $LATEST. "
+                "Please set version to $LATEST or do not set a version in your request.",
+            )
         return fv
 
     def _check_revision(self, fv: FunctionVersion, params: Mapping[str, Any]) -> None:
@@ -236,9 +235,9 @@ class FunctionService:
         return fv
 
     async def update_code(self, region: str, params: Mapping[str, Any]) -> FunctionVersion:
-        current = self.resolve(region, params["FunctionName"])
-        async with self._lock(region, current.name):
-            current = self.resolve(region, params["FunctionName"])
+        current = self._latest(region, params["FunctionName"])
+        async with self.lock(region, current.name):
+            current = self._latest(region, params["FunctionName"])
             self._check_revision(current, params)
             code = await self._store_code(params)
             if params.get("DryRun"):
@@ -250,19 +249,15 @@ class FunctionService:
                     code_size=code.size,
                     architectures=tuple(params.get("Architectures") or current.architectures),
                     revision_id=str(uuid.uuid4()),
-                    last_modified=_now_iso(),
+                    last_modified=now_iso(),
                 )
             )
 
     async def update_configuration(self, region: str, params: Mapping[str, Any]) -> FunctionVersion:
-        current = self.resolve(region, params["FunctionName"])
+        current = self._latest(region, params["FunctionName"])
         check_configuration(params)
-        if params.get("Layers"):
-            raise AwsError(
-                "InvalidParameterValueException", f"Layer version {params['Layers'][0]} does not exist."
-            )
-        async with self._lock(region, current.name):
-            current = self.resolve(region, params["FunctionName"])
+        async with self.lock(region, current.name):
+            current = self._latest(region, params["FunctionName"])
             self._check_revision(current, params)
             runtime = params.get("Runtime", current.runtime)
             handler = params.get("Handler", current.handler)
@@ -275,9 +270,9 @@ class FunctionService:
                 "description": params.get("Description", current.description),
                 "memory_size": params.get("MemorySize", current.memory_size),
                 "timeout": params.get("Timeout", current.timeout),
-                "extra": {**current.extra, **_echoed(params)},
+                "extra": {**current.extra, **echoed(params)},
                 "revision_id": str(uuid.uuid4()),
-                "last_modified": _now_iso(),
+                "last_modified": now_iso(),
             }
             if "Environment" in params:
                 changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
@@ -294,10 +289,11 @@ class FunctionService:
                 "$LATEST version cannot be deleted without deleting the function.",
             )
         fv = self.resolve(region, ident, qualifier)
-        async with self._lock(region, fv.name):
+        async with self.lock(region, fv.name):
             if (region, fv.name) not in self._registry:
-                raise self._not_found(region, fv.name)
+                raise self.not_found(region, fv.name)
             await self._store.call(self._store.delete_function, region, fv.name)
             del self._registry[(region, fv.name)]
+            self.aliases.pop((region, fv.name), None)
         self._locks.pop((region, fv.name), None)  # waiters still hold it; new callers see "not found"
         await self._on_change(fv.arn(self.account_id))

@@ -45,6 +45,25 @@ function_versions = Table(
     Column("data", JSON, nullable=False),
 )
 
+# The last published version number per function: numbers are never reused, even after the
+# version is deleted, so the counter lives apart from the versions themselves.
+version_counters = Table(
+    "version_counters",
+    metadata,
+    Column("region", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("last_version", Integer, nullable=False),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("region", String(32), primary_key=True),
+    Column("function_name", String(64), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("data", JSON, nullable=False),
+)
+
 async_events = Table(
     "async_events",
     metadata,

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from lamina.model.function import FunctionVersion
 from lamina.store.db import async_events, function_versions, functions
+from lamina.store.versions import VersionRows
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ class QueuedEvent:
     attempts: int
 
 
-class MetadataStore:
+class MetadataStore(VersionRows):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-store")
@@ -81,6 +82,7 @@ class MetadataStore:
         return dict(tags or {})
 
     def delete_function(self, region: str, name: str) -> None:
+        self.delete_function_versions(region, name)
         with self._engine.begin() as conn:
             conn.execute(
                 delete(function_versions).where(
