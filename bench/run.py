@@ -2,10 +2,11 @@
 
     python bench/run.py                 # everything, 3 rounds (make bench)
     python bench/run.py --quick         # one short round of each, for a smoke check
-    python bench/run.py --only warm     # warm | throughput | cold (repeatable)
+    python bench/run.py --only warm     # warm | alias | throughput | cold (repeatable)
 
 Figures (see docs/benchmarks.md): warm invoke p50/p99 over one keep-alive connection, sync
-throughput with wrk at 16 connections, cold start p50 of freshly created functions.  Each is the
+throughput with wrk at 16 connections, cold start p50 of freshly created functions; "alias" is the
+warm invoke through an alias with a routing weight beside the same function's plain warm invoke.  Each is the
 median over rounds of the per-round statistic; rounds alternate lamina and floor so drift in the
 machine's load hits both.  Prints a table, writes bench/results/latest.json, exits 1 when a target
 is missed or a figure could not be measured (errors are never benchmarked).
@@ -291,6 +292,84 @@ def bench_warm(cfg: Config, server: LaminaServer, floor: FloorProcess, *, pin: b
             [s[key] for s in stats["lamina"]] if "lamina" not in errors else [],
             [s[key] for s in stats["floor"]] if "floor" not in errors else [],
         )
+        if errors:
+            fig.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
+    return [p50, p99]
+
+
+# --------------------------------------------------------------------------- 1b. warm invoke via an alias
+ALIAS_FUNCTION = "bench-alias-noop"
+
+
+def ensure_weighted_alias(server: LaminaServer, name: str) -> None:
+    """Versions 1 and 2 of the no-op function and alias ``live`` -> 1 with {"2": 0.5}."""
+    client = server.client()
+    ensure_noop(server, name)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    versions = {v["Version"] for v in client.list_versions_by_function(FunctionName=name)["Versions"]}
+    if "1" not in versions:
+        client.publish_version(FunctionName=name)
+    if "2" not in versions:
+        client.update_function_configuration(
+            FunctionName=name, Environment={"Variables": {"BENCH_VERSION": "2"}}
+        )
+        client.get_waiter("function_updated_v2").wait(FunctionName=name)
+        client.publish_version(FunctionName=name)
+    routing = {"AdditionalVersionWeights": {"2": 0.5}}
+    try:
+        client.update_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig=routing)
+    except client.exceptions.ResourceNotFoundException:
+        client.create_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig=routing)
+
+
+def bench_warm_alias(cfg: Config, server: LaminaServer, *, pin: bool = True) -> list[Figure]:
+    """Warm invoke through ``live`` (weighted 50/50 over two versions) against the plain warm invoke
+    of the same function, replayed the same way in alternating rounds.  The "lamina" column holds
+    the alias figure, the "floor" column the plain one: the ratio is alias/plain (information)."""
+    p50 = Figure("warm_alias_p50_ms", "warm p50 alias/plain", "ms")
+    p99 = Figure("warm_alias_p99_ms", "warm p99 alias/plain", "ms")
+    name = ALIAS_FUNCTION
+    errors: dict[str, str] = {}
+    try:
+        ensure_weighted_alias(server, name)
+    except Exception as exc:  # reported as the figure's error, never benchmarked
+        errors["setup"] = f"{type(exc).__name__}: {exc}"
+    targets = {"alias": f"{name}:live", "plain": name}
+    raws = {}
+    for side, fn in targets.items():
+        if errors:
+            break
+        # Warm both routed versions (and $LATEST) before timing.
+        for _ in range(4):
+            problem = probe_invoke(server, fn)
+            if problem is not None:
+                errors[side] = f"warm-up invoke failed: {problem}"
+                break
+        raws[side] = sign_invoke(server.endpoint, fn, server.access_key, server.secret_key).raw
+    stats: dict[str, list[dict[str, float]]] = {"alias": [], "plain": []}
+    roots = [server.proc.pid] if server.proc is not None else []
+    with pinned(pin, roots) as placement:
+        log(f"warm alias: {placement}")
+        p50.rounds["placement"] = p99.rounds["placement"] = [placement]
+        for r in range(cfg.warm_rounds):
+            for side in ("plain", "alias") if r % 2 == 0 else ("alias", "plain"):
+                if errors:
+                    break
+                result = replay(
+                    "127.0.0.1", server.port, raws[side], cfg.warm_requests, warmup=cfg.warm_warmup
+                )
+                err = replay_error(result)
+                if err is not None:
+                    errors[side] = f"round {r + 1}: {err}"
+                    break
+                s = summarize(result.latencies_ms)
+                stats[side].append(s)
+                log(
+                    f"warm alias round {r + 1} {side:6s} p50={s['p50']:.3f} ms "
+                    f"p99={s['p99']:.3f} ms n={int(s['n'])}"
+                )
+    for fig, key in ((p50, "p50"), (p99, "p99")):
+        fig.set_from_rounds([s[key] for s in stats["alias"]], [s[key] for s in stats["plain"]])
         if errors:
             fig.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
     return [p50, p99]
@@ -690,7 +769,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="lamina benchmark (see docs/benchmarks.md)")
     parser.add_argument("--quick", action="store_true", help="one short round of each figure")
     parser.add_argument(
-        "--only", action="append", choices=["warm", "throughput", "cold"], help="run only this figure"
+        "--only",
+        action="append",
+        choices=["warm", "alias", "throughput", "cold"],
+        help="run only this figure",
     )
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
     parser.add_argument(
@@ -701,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config.full()
     if args.rounds:
         cfg = Config(**{**asdict(cfg), "rounds": max(1, args.rounds), "warm_rounds": max(1, args.rounds)})
-    only = set(args.only or ["warm", "throughput", "cold"])
+    only = set(args.only or ["warm", "alias", "throughput", "cold"])
     started = dt.datetime.now(dt.UTC)
     figures: list[Figure] = []
     server_log = ""
@@ -710,6 +792,9 @@ def main(argv: list[str] | None = None) -> int:
             assert floor is not None
             log("warm invoke")
             figures += bench_warm(cfg, lamina, floor, pin=not args.no_pin)
+        if "alias" in only:
+            log("warm invoke through a weighted alias")
+            figures += bench_warm_alias(cfg, lamina, pin=not args.no_pin)
         if "throughput" in only:
             assert floor is not None
             log("throughput")

@@ -156,7 +156,7 @@ class LaminaApp:
                     err.headers["Connection"] = "close"
                 raise
         target = hmap.get("x-amz-target")
-        matched = None if target else p.router.match(method, path)
+        matched = None if target else p.router.match(method, path, query)
         if matched is None:
             body = await _read_body(receive, UNROUTED_BODY_MAX, "Unknown", declared)
             p.verifier.verify(method, raw_path, raw_query, scope["headers"], body)

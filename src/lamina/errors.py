@@ -35,6 +35,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "ResourceInUseException": (400, "User"),
     "ResourceNotReadyException": (502, "Service"),
     "PreconditionFailedException": (412, "User"),
+    "PolicyLengthExceededException": (400, "User"),
     "TooManyRequestsException": (429, "User"),
     # routing / not implemented
     "UnknownOperationException": (404, "User"),

@@ -12,6 +12,9 @@ from typing import IO
 from lamina.api import aliases as aliases_api
 from lamina.api import functions as functions_api
 from lamina.api import invoke as invoke_api
+from lamina.api import layers as layers_api
+from lamina.api import policy as policy_api
+from lamina.api import tags as tags_api
 from lamina.api import versions as versions_api
 from lamina.auth.credentials import Credentials, load_or_create, usage_text
 from lamina.auth.sigv4 import SigV4Verifier
@@ -19,12 +22,16 @@ from lamina.config import Settings
 from lamina.execution.engine import PythonEngine
 from lamina.functions.aliases import AliasService
 from lamina.functions.codestore import CodeStore
+from lamina.functions.layers import LayerService
 from lamina.functions.service import FunctionService
+from lamina.functions.tags import TagService
 from lamina.functions.versions import VersionService
 from lamina.ids import IdFactory
 from lamina.invocation.service import InvocationService
+from lamina.policy.service import PolicyService
 from lamina.protocol import RestRouter, load_service_model
 from lamina.store.db import sqlite_engine
+from lamina.store.layers import LayerRows
 from lamina.store.metadata import MetadataStore
 from lamina.telemetry.logstore import LogStore
 from lamina.types import Handler
@@ -72,7 +79,8 @@ class Platform:
             runtime_dir=s.runtime_dir, idle_timeout_s=s.idle_timeout_s, interpreters=s.interpreters
         )
         await self.engine.start()
-        self.store = MetadataStore(await asyncio.to_thread(sqlite_engine, s.db_path))
+        db = await asyncio.to_thread(sqlite_engine, s.db_path)
+        self.store = MetadataStore(db)
         self.code = CodeStore(s.blob_dir, s.code_dir)
         url_key = hashlib.sha256(b"lamina-code-url:" + self.credentials.secret_access_key.encode()).digest()
         self.functions = FunctionService(
@@ -83,9 +91,17 @@ class Platform:
             on_change=self._on_function_change,
             url_key=url_key,
         )
+        self.layers = LayerService(
+            store=self.store, rows=LayerRows(db), code=self.code, account_id=s.account_id
+        )
+        await self.layers.load()
+        self.functions.layers = self.layers
         await self.functions.load()
         versions = VersionService(functions=self.functions, store=self.store)
         aliases = AliasService(functions=self.functions, store=self.store)
+        self.policies = PolicyService(functions=self.functions, store=self.store)
+        await self.policies.load()
+        self.functions.on_drop.append(self.policies.forget)
         self.logs = LogStore(s.data_dir / "logs.sqlite3")
         self.logs.start()
         self.invocations = InvocationService(
@@ -96,7 +112,10 @@ class Platform:
             **functions_api.handlers(self.functions, versions),
             **versions_api.handlers(versions, s.account_id),
             **aliases_api.handlers(aliases, s.account_id),
+            **policy_api.handlers(self.policies),
             **invoke_api.handlers(self.functions, self.invocations, self.ids),
+            **layers_api.handlers(self.layers, self.functions.blob_location),
+            **tags_api.handlers(TagService(functions=self.functions, store=self.store)),
         }
         self._started = True
         log.info(

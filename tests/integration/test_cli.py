@@ -162,3 +162,42 @@ def test_invoke_zip_with_package_dir(lam: Any) -> None:
         Code={"ZipFile": make_zip(files)},
     )
     assert json.loads(lam.invoke(FunctionName=name)["Payload"].read()) == "nested"
+
+
+def test_lamina_publish_alias_deploy_publish(server: Any, lam: Any, tmp_path: Path) -> None:
+    name = unique("ver")
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "app.py").write_text("def handler(e, c):\n    return c.function_version\n")
+    r = lamina(server, "deploy", str(src), "--name", name, "--publish")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1" and f"function:{name}:1" in r.stderr
+    (src / "app.py").write_text("def handler(e, c):\n    return 'two:' + c.function_version\n")
+    r = lamina(server, "deploy", str(src), "--name", name)
+    assert r.returncode == 0, r.stderr
+    r = lamina(server, "publish", name, "--description", "second")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2"
+    assert lam.get_function_configuration(FunctionName=name, Qualifier="2")["Description"] == "second"
+    r = lamina(server, "alias", name, "live", "1", "--weight", "2=0.25", "--description", "canary")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"arn:aws:lambda:{REGION}:123456789012:function:{name}:live"
+    got = lam.get_alias(FunctionName=name, Name="live")
+    assert got["FunctionVersion"] == "1" and got["Description"] == "canary"
+    assert got["RoutingConfig"] == {"AdditionalVersionWeights": {"2": 0.25}}
+    # updating the alias without --weight points it at one version only
+    r = lamina(server, "alias", name, "live", "2")
+    assert r.returncode == 0, r.stderr
+    got = lam.get_alias(FunctionName=name, Name="live")
+    assert got["FunctionVersion"] == "2" and not got.get("RoutingConfig", {}).get("AdditionalVersionWeights")
+    r = lamina(server, "invoke", name, "--qualifier", "live")
+    assert json.loads(r.stdout) == "two:2"
+    # errors are one line
+    r = lamina(server, "alias", name, "live", "9")
+    assert r.returncode == 1 and r.stderr.startswith("error: ResourceNotFoundException")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    r = lamina(server, "publish", "nope-" + name)
+    assert r.returncode == 1 and r.stderr.startswith("error: ResourceNotFoundException")
+    r = lamina(server, "alias", name, "live", "1", "--weight", "2=7")
+    assert r.returncode == 2 and "between 0 and 1" in r.stderr
+    lam.delete_function(FunctionName=name)

@@ -1,4 +1,5 @@
-"""The client verbs (``deploy``, ``invoke``, ``ls``, ``rm``, ``credentials``).
+"""The client verbs (``deploy``, ``invoke``, ``ls``, ``rm``, ``credentials``; ``publish`` and
+``alias`` live in lamina.cli.versions).
 
 They speak to ``lamina serve`` exactly as any AWS SDK would: a boto3 ``lambda`` client signed
 with SigV4, so the CLI exercises the same API surface users' own tools do.  The decisions are
@@ -274,6 +275,8 @@ class DeploySpec:
     role: str | None = None
     # None: --env not given, keep the function's variables; a dict replaces them all.
     environment: dict[str, str] | None = None
+    # None: --layer not given, keep the function's layers; a tuple replaces them.
+    layers: tuple[str, ...] | None = None
 
 
 def default_role(account_id: str) -> str:
@@ -295,6 +298,8 @@ def create_params(spec: DeploySpec, zip_bytes: bytes, *, account_id: str) -> dic
         params["Description"] = spec.description
     if spec.environment is not None:
         params["Environment"] = {"Variables": spec.environment}
+    if spec.layers is not None:
+        params["Layers"] = list(spec.layers)
     return params
 
 
@@ -314,6 +319,8 @@ def config_update_params(spec: DeploySpec) -> dict[str, Any] | None:
     }
     if spec.environment is not None:
         given["Environment"] = {"Variables": spec.environment}
+    if spec.layers is not None:
+        given["Layers"] = list(spec.layers)
     return {"FunctionName": spec.name, **given} if given else None
 
 
@@ -399,6 +406,14 @@ def _progress(message: str) -> None:
 )
 @click.option("--description", help="Function description.")
 @click.option("--role", help="Execution role ARN.  [default on create: arn:aws:iam::<account>:role/lamina]")
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="ARN",
+    help="Layer version ARN (repeatable, in order).  Given on update, replaces the function's layers.",
+)
+@click.option("--publish", is_flag=True, help="Publish a version after deploying; prints its number.")
 @connection_options
 def deploy(
     directory: Path,
@@ -411,6 +426,8 @@ def deploy(
     environment: dict[str, str],
     description: str | None,
     role: str | None,
+    layers: tuple[str, ...],
+    publish: bool,
     conn: Connection,
 ) -> None:
     """Package DIRECTORY (vendoring its requirements.txt) and create or update function NAME."""
@@ -423,6 +440,7 @@ def deploy(
         description=description,
         role=role,
         environment=environment or None,
+        layers=layers or None,
     )
     account_id = os.environ.get("LAMINA_ACCOUNT_ID") or Settings.account_id
     with reporting_errors(conn.endpoint_url):
@@ -445,6 +463,10 @@ def deploy(
             account_id=account_id,
             progress=_progress,
         )
+        if publish:
+            published = client.publish_version(FunctionName=name)
+            _progress(f"Published {published['FunctionArn']}")
+            arn = published["Version"]  # what a script wants next: the version number
     click.echo(arn)
 
 
@@ -638,5 +660,8 @@ def credentials(*, export: bool, conn: Connection) -> None:
 
 
 def register_client_commands(group: click.Group) -> None:
+    from lamina.cli.versions import register_version_commands  # it imports this module
+
     for command in (deploy, invoke, ls, rm, credentials):
         group.add_command(command)
+    register_version_commands(group)

@@ -274,6 +274,7 @@ class PythonEngine:
                 spec, log_stream=env.log_stream, runtime_dir=BOOTSTRAP.parent
             ),
             "task_root": str(spec.code_dir),
+            "opt_dir": None if spec.opt_dir is None else str(spec.opt_dir),
             "extra_paths": [f"/opt/python/lib/python{pyver}/site-packages", "/opt/python"],
             "handler": spec.handler,
         }

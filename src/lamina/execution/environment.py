@@ -103,6 +103,7 @@ def function_environment(spec: EnvironmentSpec, *, log_stream: str, runtime_dir:
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
         "PYTHONPATH": f"{task}:/opt/python/lib/python{pyver}/site-packages:/opt/python",
+        "NODE_PATH": "/opt/nodejs/node_modules",
     }
     env.update({k: v for k, v in spec.environment.items() if k not in RESERVED})
     env.update(

@@ -38,6 +38,9 @@ class EnvironmentSpec:
     log_group: str  # /aws/lambda/<name>
     environment: Mapping[str, str] = field(default_factory=dict)  # the user's variables
     ephemeral_storage_mb: int = 512
+    # The merged, read-only tree of the function's layers, mounted at /opt (None: no layers).
+    # Part of the pool key like every field: a layer change never reuses an old environment.
+    opt_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,7 @@ class AliasService:
             if alias in table:  # AWS answers 204 for an alias that is not there
                 await self._store.call(self._store.delete_alias, region, function, alias)
                 del table[alias]
+                await self._functions.dropped(region, function, alias)
 
     def list(
         self, region: str, ident: str, version: str | None, marker: str | None, max_items: int | None

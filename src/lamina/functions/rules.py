@@ -62,10 +62,6 @@ def check_configuration(params: Mapping[str, Any]) -> None:
     _bound(problems, eph, "ephemeralStorage.size", EPHEMERAL_MIN, EPHEMERAL_MAX)
     if problems:
         raise validation_error(problems)
-    if params.get("Layers"):  # lamina has no layers yet, so any layer named cannot exist
-        raise AwsError(
-            "InvalidParameterValueException", f"Layer version {params['Layers'][0]} does not exist."
-        )
     env = (params.get("Environment") or {}).get("Variables")
     if env is None:
         return

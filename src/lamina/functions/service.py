@@ -17,11 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from lamina.errors import AwsError
+from lamina.functions import optdir
 from lamina.functions.arns import parse_function_ref, resolve_qualifier
 from lamina.functions.codestore import MAX_UNZIPPED, MAX_ZIPPED, CodeStore, StoredCode
 from lamina.functions.echo import echoed, now_iso
+from lamina.functions.layers import LayerService
 from lamina.functions.routing import pick_version
 from lamina.functions.rules import check_configuration, check_runtime
+from lamina.functions.tags import check_tags
 from lamina.model.alias import Alias
 from lamina.model.function import LATEST, FunctionVersion, function_arn
 from lamina.store.metadata import MetadataStore
@@ -50,6 +53,14 @@ class FunctionService:
         # Mutated only by AliasService, under the function's lock, after the store committed.
         self.aliases: dict[tuple[str, str], dict[str, Alias]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.layers: LayerService | None = None  # set by the platform before load()
+        # Called as (region, name, qualifier or None for the whole function) after a function,
+        # version or alias was deleted, under the function's lock (e.g. to drop its policies).
+        self.on_drop: list[Callable[[str, str, str | None], Awaitable[None]]] = []
+
+    async def dropped(self, region: str, name: str, qualifier: str | None) -> None:
+        for hook in self.on_drop:
+            await hook(region, name, qualifier)
 
     async def load(self) -> None:
         versions = await self._store.call(self._store.load_versions)
@@ -57,7 +68,8 @@ class FunctionService:
             self._registry.setdefault((fv.region, fv.name), {})[fv.version] = fv
         for alias in await self._store.call(self._store.load_aliases):
             self.aliases.setdefault((alias.region, alias.function_name), {})[alias.name] = alias
-        live = {fv.code_hex for fv in versions}
+        live = {fv.code_hex for fv in versions} | optdir.live_entries(fv.layers for fv in versions)
+        live |= self.layers.live_hexes() if self.layers is not None else set()
         await asyncio.to_thread(self._code.remove_orphans, live)
 
     def lock(self, region: str, name: str) -> asyncio.Lock:
@@ -120,9 +132,13 @@ class FunctionService:
         return await self._store.call(self._store.get_tags, fv.region, fv.name)
 
     def code_location(self, fv: FunctionVersion, base_url: str) -> str:
+        return self.blob_location(fv.code_hex, base_url)
+
+    def blob_location(self, hex_digest: str, base_url: str) -> str:
+        """A signed download URL of a stored zip (function code or a layer)."""
         expires = int(time.time()) + _CODE_URL_TTL_S
-        signature = self._sign(fv.code_hex, expires)
-        return f"{base_url}/_lamina/code/{fv.code_hex}.zip?expires={expires}&signature={signature}"
+        signature = self._sign(hex_digest, expires)
+        return f"{base_url}/_lamina/code/{hex_digest}.zip?expires={expires}&signature={signature}"
 
     def _sign(self, hex_digest: str, expires: int) -> str:
         return hmac.new(self._url_key, f"{hex_digest}:{expires}".encode(), hashlib.sha256).hexdigest()
@@ -180,10 +196,13 @@ class FunctionService:
             )
         check_configuration(params)
         check_runtime(params.get("Runtime"), params.get("Handler"), self._runtimes())
+        check_tags(params.get("Tags") or {})
+        layers = self._resolve_layers(region, params)
         async with self.lock(region, name):
             if (region, name) in self._registry:
                 raise AwsError("ResourceConflictException", f"Function already exist: {name}")
             code = await self._store_code(params.get("Code") or {})
+            await self._prepare_layers(code.unzipped_size, code.hex, layers)
             fv = FunctionVersion(
                 region=region,
                 name=name,
@@ -202,11 +221,29 @@ class FunctionService:
                 environment=dict((params.get("Environment") or {}).get("Variables") or {}),
                 ephemeral_storage=(params.get("EphemeralStorage") or {}).get("Size", 512),
                 architectures=tuple(params.get("Architectures") or ("x86_64",)),
+                layers=layers,
                 extra=echoed(params),
             )
             await self._store.call(self._store.create_function, fv, dict(params.get("Tags") or {}))
             self._registry[(region, name)] = {LATEST: fv}
         return fv
+
+    def _resolve_layers(self, region: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+        arns = params.get("Layers") or []
+        if not arns:
+            return ()
+        if self.layers is None:
+            raise AwsError("InvalidParameterValueException", f"Layer version {arns[0]} does not exist.")
+        return self.layers.resolve(region, arns)
+
+    async def _prepare_layers(self, unzipped: int | None, code_hex: str, layers: tuple[Any, ...]) -> None:
+        """The combined size limit, then the merged /opt built before any environment needs it."""
+        if not layers:
+            return
+        if unzipped is None:
+            unzipped = await asyncio.to_thread(optdir.tree_size, self._code.code_path(code_hex))
+        optdir.check_combined_size(unzipped, layers)
+        await asyncio.to_thread(optdir.build_opt, self._code, layers)
 
     def _latest(self, region: str, ident: str) -> FunctionVersion:
         """$LATEST, for a write: published versions are frozen, so a qualified name is refused."""
@@ -240,6 +277,7 @@ class FunctionService:
             current = self._latest(region, params["FunctionName"])
             self._check_revision(current, params)
             code = await self._store_code(params)
+            optdir.check_combined_size(code.unzipped_size, current.layers)
             if params.get("DryRun"):
                 return current.replace(code_sha256=code.sha256_b64, code_size=code.size)
             return await self._replace(
@@ -274,6 +312,9 @@ class FunctionService:
                 "revision_id": str(uuid.uuid4()),
                 "last_modified": now_iso(),
             }
+            if "Layers" in params:
+                changes["layers"] = self._resolve_layers(region, params)
+                await self._prepare_layers(None, current.code_hex, changes["layers"])
             if "Environment" in params:
                 changes["environment"] = dict((params["Environment"] or {}).get("Variables") or {})
             if params.get("EphemeralStorage"):
@@ -295,5 +336,6 @@ class FunctionService:
             await self._store.call(self._store.delete_function, region, fv.name)
             del self._registry[(region, fv.name)]
             self.aliases.pop((region, fv.name), None)
+            await self.dropped(region, fv.name, None)
         self._locks.pop((region, fv.name), None)  # waiters still hold it; new callers see "not found"
         await self._on_change(fv.arn(self.account_id))

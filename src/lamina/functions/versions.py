@@ -125,3 +125,4 @@ class VersionService:
                 )
             await self._store.call(self._store.delete_version, region, fv.name, qual)
             del versions[qual]
+            await self._functions.dropped(region, fv.name, qual)

@@ -11,6 +11,7 @@ import binascii
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from lamina.errors import AwsError
 from lamina.execution.types import (
@@ -20,6 +21,7 @@ from lamina.execution.types import (
     InvocationOutcome,
     LogEvent,
 )
+from lamina.functions import optdir
 from lamina.functions.codestore import CodeStore
 from lamina.functions.service import FunctionService
 from lamina.invocation.queue import AsyncQueue
@@ -125,9 +127,17 @@ class InvocationService:
                 log_group=f"/aws/lambda/{fv.name}",
                 environment=dict(fv.environment),
                 ephemeral_storage_mb=fv.ephemeral_storage,
+                opt_dir=self._opt_dir(fv),
             )
             self._specs[key] = spec
         return spec
+
+    def _opt_dir(self, fv: FunctionVersion) -> Path | None:
+        path = optdir.opt_path(self._code, fv.layers)
+        if path is not None and not path.is_dir():
+            # Built when the layers were set; only a crash mid-build leaves it missing.
+            optdir.build_opt(self._code, fv.layers)
+        return path
 
     async def invoke(self, fv: FunctionVersion, inv: InvocationInput, *, tail: bool = False) -> SyncResult:
         spec = self.spec_for(fv)

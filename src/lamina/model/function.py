@@ -38,6 +38,8 @@ class FunctionVersion:
     package_type: str = "Zip"
     state: str = "Active"
     last_update_status: str = "Successful"
+    # Layers as frozen with this version: ({"arn", "code_size", "hex", "unzipped_size"}, ...)
+    layers: tuple[dict[str, Any], ...] = ()
     # Stored and echoed configuration lamina does not act on yet (TracingConfig, DeadLetterConfig,
     # VpcConfig, LoggingConfig, ...): kept verbatim so GetFunctionConfiguration round-trips.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +75,8 @@ class FunctionVersion:
             "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
             "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.name}"},
         }
+        if self.layers:
+            cfg["Layers"] = [{"Arn": ly["arn"], "CodeSize": ly["code_size"]} for ly in self.layers]
         if self.environment:
             cfg["Environment"] = {"Variables": dict(self.environment)}
         cfg.update(self.extra)
@@ -87,5 +91,6 @@ class FunctionVersion:
     def from_row(cls, row: dict[str, Any]) -> FunctionVersion:
         values = dict(row)
         values["architectures"] = tuple(values.get("architectures") or ("x86_64",))
+        values["layers"] = tuple(values.get("layers") or ())
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})

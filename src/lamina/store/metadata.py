@@ -17,6 +17,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from lamina.model.function import FunctionVersion
 from lamina.store.db import async_events, function_versions, functions
+from lamina.store.policy import PolicyRows
 from lamina.store.versions import VersionRows
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ class QueuedEvent:
     attempts: int
 
 
-class MetadataStore(VersionRows):
+class MetadataStore(VersionRows, PolicyRows):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-store")
@@ -80,6 +81,14 @@ class MetadataStore(VersionRows):
                 select(functions.c.tags).where(and_(functions.c.region == region, functions.c.name == name))
             ).scalar()
         return dict(tags or {})
+
+    def put_tags(self, region: str, name: str, tags: dict[str, str]) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(functions)
+                .where(and_(functions.c.region == region, functions.c.name == name))
+                .values(tags=tags)
+            )
 
     def delete_function(self, region: str, name: str) -> None:
         self.delete_function_versions(region, name)

@@ -66,6 +66,8 @@ CLONE_NEWNS = 0x00020000
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_RDONLY = 1
+MS_REMOUNT = 32
 MNT_DETACH = 2
 
 ERROR_LOG_IDENT = "\u00a0"  # awslambdaric indents traceback lines with NO-BREAK SPACE
@@ -425,6 +427,40 @@ def keep_task_root(libc, host_tmp, task_root):
         os.close(host_tmp)
 
 
+def mount_opt(libc, host_tmp, opt_dir):
+    """Bind the function's merged layers read-only at /opt, in our own mount namespace.
+
+    A layer tree under the host's /tmp (hidden by our private /tmp) is reached through
+    ``host_tmp``.  Returns False when it cannot: the caller then points the /opt paths at
+    ``opt_dir`` itself.
+    """
+    source = opt_dir
+    if opt_dir.startswith("/tmp/"):
+        source = f"/proc/self/fd/{host_tmp}/{opt_dir.removeprefix('/tmp/')}"
+    if not os.path.isdir("/opt"):
+        try:
+            os.mkdir("/opt", 0o755)  # the mountpoint only; nothing is written to the host's /opt
+        except OSError:
+            return False
+    if libc.mount(source.encode(), b"/opt", None, MS_BIND | MS_REC, None) != 0:
+        return False
+    if libc.mount(b"none", b"/opt", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) != 0:
+        libc.umount2(b"/opt", MNT_DETACH)
+        return False
+    return True
+
+
+OPT_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "NODE_PATH")
+
+
+def opt_fallback(env, extra_paths, opt_dir):
+    """No /opt mount: the layer paths name the merged tree where it is."""
+    for key in OPT_VARIABLES:
+        if key in env:
+            env[key] = ":".join(opt_dir + p[4:] if p.startswith("/opt/") else p for p in env[key].split(":"))
+    return [opt_dir + p[4:] if p.startswith("/opt/") else p for p in extra_paths]
+
+
 def set_stdio(log_fd):
     """fds 1 and 2 on the log pipe; ``log_fd`` itself stays open (``LogPipe``)."""
     os.dup2(log_fd, 1)
@@ -486,16 +522,21 @@ def warm_up():
 def specialise(cfg, libc, tmp, stdlib_paths):
     """Become the function's environment: /tmp, variables, cwd, import path."""
     private, host_tmp = tmp
+    opt_dir = cfg.get("opt_dir")
+    opt_mounted = bool(private and opt_dir and mount_opt(libc, host_tmp, opt_dir))
     if private:
         private = keep_task_root(libc, host_tmp, cfg["task_root"])
     env = dict(cfg["environment"])
+    extra_paths = cfg["extra_paths"]
+    if opt_dir and not opt_mounted:
+        extra_paths = opt_fallback(env, extra_paths, opt_dir)
     if not private:
         env["TMPDIR"] = cfg["tmp_dir"]
     os.environ.clear()
     os.environ.update(env)
     time.tzset()
     os.chdir(cfg["task_root"])
-    sys.path[:] = [cfg["task_root"], *cfg["extra_paths"], *stdlib_paths]
+    sys.path[:] = [cfg["task_root"], *extra_paths, *stdlib_paths]
     return private
 
 
