@@ -315,11 +315,14 @@ def ensure_weighted_alias(server: LaminaServer, name: str) -> None:
         )
         client.get_waiter("function_updated_v2").wait(FunctionName=name)
         client.publish_version(FunctionName=name)
-    routing = {"AdditionalVersionWeights": {"2": 0.5}}
-    try:
-        client.update_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig=routing)
-    except client.exceptions.ResourceNotFoundException:
-        client.create_alias(FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig=routing)
+    # "live" splits traffic over two warm versions; "steady" resolves an alias to one version, so the
+    # cost of qualifier resolution is seen apart from the cost of alternating environments.
+    for alias, weights in (("live", {"2": 0.5}), ("steady", {})):
+        routing = {"AdditionalVersionWeights": weights}
+        try:
+            client.update_alias(FunctionName=name, Name=alias, FunctionVersion="1", RoutingConfig=routing)
+        except client.exceptions.ResourceNotFoundException:
+            client.create_alias(FunctionName=name, Name=alias, FunctionVersion="1", RoutingConfig=routing)
 
 
 def bench_warm_alias(cfg: Config, server: LaminaServer, *, pin: bool = True) -> list[Figure]:
@@ -328,13 +331,14 @@ def bench_warm_alias(cfg: Config, server: LaminaServer, *, pin: bool = True) -> 
     the alias figure, the "floor" column the plain one: the ratio is alias/plain (information)."""
     p50 = Figure("warm_alias_p50_ms", "warm p50 alias/plain", "ms")
     p99 = Figure("warm_alias_p99_ms", "warm p99 alias/plain", "ms")
+    steady = Figure("warm_steady_alias_p50_ms", "warm p50 unweighted alias/plain", "ms")
     name = ALIAS_FUNCTION
     errors: dict[str, str] = {}
     try:
         ensure_weighted_alias(server, name)
     except Exception as exc:  # reported as the figure's error, never benchmarked
         errors["setup"] = f"{type(exc).__name__}: {exc}"
-    targets = {"alias": f"{name}:live", "plain": name}
+    targets = {"alias": f"{name}:live", "steady": f"{name}:steady", "plain": name}
     raws = {}
     for side, fn in targets.items():
         if errors:
@@ -346,13 +350,14 @@ def bench_warm_alias(cfg: Config, server: LaminaServer, *, pin: bool = True) -> 
                 errors[side] = f"warm-up invoke failed: {problem}"
                 break
         raws[side] = sign_invoke(server.endpoint, fn, server.access_key, server.secret_key).raw
-    stats: dict[str, list[dict[str, float]]] = {"alias": [], "plain": []}
+    stats: dict[str, list[dict[str, float]]] = {"alias": [], "steady": [], "plain": []}
     roots = [server.proc.pid] if server.proc is not None else []
     with pinned(pin, roots) as placement:
         log(f"warm alias: {placement}")
-        p50.rounds["placement"] = p99.rounds["placement"] = [placement]
+        p50.rounds["placement"] = p99.rounds["placement"] = steady.rounds["placement"] = [placement]
+        sides = ("plain", "alias", "steady")
         for r in range(cfg.warm_rounds):
-            for side in ("plain", "alias") if r % 2 == 0 else ("alias", "plain"):
+            for side in sides[r % 3 :] + sides[: r % 3]:  # each side goes first in turn
                 if errors:
                     break
                 result = replay(
@@ -368,11 +373,11 @@ def bench_warm_alias(cfg: Config, server: LaminaServer, *, pin: bool = True) -> 
                     f"warm alias round {r + 1} {side:6s} p50={s['p50']:.3f} ms "
                     f"p99={s['p99']:.3f} ms n={int(s['n'])}"
                 )
-    for fig, key in ((p50, "p50"), (p99, "p99")):
-        fig.set_from_rounds([s[key] for s in stats["alias"]], [s[key] for s in stats["plain"]])
+    for fig, side, key in ((p50, "alias", "p50"), (p99, "alias", "p99"), (steady, "steady", "p50")):
+        fig.set_from_rounds([s[key] for s in stats[side]], [s[key] for s in stats["plain"]])
         if errors:
             fig.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
-    return [p50, p99]
+    return [p50, p99, steady]
 
 
 # --------------------------------------------------------------------------- 2. throughput
