@@ -201,3 +201,23 @@ def test_lamina_publish_alias_deploy_publish(server: Any, lam: Any, tmp_path: Pa
     r = lamina(server, "alias", name, "live", "1", "--weight", "2=7")
     assert r.returncode == 2 and "between 0 and 1" in r.stderr
     lam.delete_function(FunctionName=name)
+
+
+def test_lamina_runtimes_lists_what_the_host_has() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAMINA_"))}
+    env["LAMINA_PYTHON_3_13"] = "/nonexistent/python3.13"
+    r = subprocess.run(
+        [sys.executable, "-m", "lamina", "runtimes", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    assert "python3.13" not in found  # a broken override is not a runtime
+    assert Path(found["python3.11"]).exists()
+    text = subprocess.run(
+        [sys.executable, "-m", "lamina", "runtimes"], env=env, capture_output=True, text=True, timeout=120
+    ).stdout
+    assert "python3.13   (not on this host)" in text

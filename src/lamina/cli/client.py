@@ -660,8 +660,9 @@ def credentials(*, export: bool, conn: Connection) -> None:
 
 
 def register_client_commands(group: click.Group) -> None:
+    from lamina.cli.runtimes import runtimes
     from lamina.cli.versions import register_version_commands  # it imports this module
 
-    for command in (deploy, invoke, ls, rm, credentials):
+    for command in (deploy, invoke, ls, rm, credentials, runtimes):
         group.add_command(command)
     register_version_commands(group)

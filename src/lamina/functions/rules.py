@@ -94,5 +94,5 @@ def check_runtime(runtime: str | None, handler: str | None, available: Mapping[s
         raise AwsError(
             "InvalidParameterValueException",
             f"The runtime parameter of {runtime} is not available on this lamina host. "
-            f"Runtimes this host can run: {have}.",
+            f"Runtimes this host can run: {have} (see `lamina runtimes`).",
         )
