@@ -10,8 +10,9 @@ HOST ?= 127.0.0.1
 PORT ?= 9000
 DATA_DIR ?= ./.lamina
 PYTEST_ARGS ?=
-# Debian packages the tests need, installed when missing and we are root with apt-get (none yet).
-APT_PACKAGES ?=
+# Debian packages the tests need, installed when missing and we are root with apt-get:
+# curl for the shell custom-runtime test, nodejs for the nodejs runtimes.
+APT_PACKAGES ?= curl nodejs
 BENCH_APT_PACKAGES ?= wrk
 APT_GET ?= apt-get
 

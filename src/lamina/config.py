@@ -23,7 +23,8 @@ class Settings:
     secret_access_key: str | None = None
     # How long an idle warm environment is kept before it is reclaimed.
     idle_timeout_s: float = 300.0
-    # Interpreters by runtime identifier override discovery (e.g. {"python3.12": "/usr/bin/python3.12"}).
+    # Interpreters by runtime identifier override discovery (e.g. {"python3.12": "/usr/bin/python3.12",
+    # "nodejs20.x": "/usr/bin/node"}).
     interpreters: Mapping[str, str] = field(default_factory=dict)
     log_level: str = "info"
 
@@ -65,6 +66,9 @@ class Settings:
             # LAMINA_PYTHON_3_12=/usr/bin/python3.12 pins the interpreter for python3.12
             if key.startswith("LAMINA_PYTHON_") and val:
                 interp["python" + key[len("LAMINA_PYTHON_") :].replace("_", ".")] = val
+            # LAMINA_NODEJS_20_X=/usr/local/bin/node20 pins the node for nodejs20.x
+            elif key.startswith("LAMINA_NODEJS_") and val:
+                interp["nodejs" + key[len("LAMINA_NODEJS_") :].lower().replace("_", ".")] = val
         values["interpreters"] = interp
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["data_dir"] = Path(str(values["data_dir"])).resolve()

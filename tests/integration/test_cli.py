@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import os
 import subprocess
 import sys
@@ -220,4 +221,12 @@ def test_lamina_runtimes_lists_what_the_host_has() -> None:
     text = subprocess.run(
         [sys.executable, "-m", "lamina", "runtimes"], env=env, capture_output=True, text=True, timeout=120
     ).stdout
-    assert "python3.13   (not on this host)" in text
+    assert re.search(r"^python3\.13 +\(not on this host\)$", text, re.M), text
+    assert re.search(r"^provided\.al2023 +the function's bootstrap", text, re.M), text
+    env["LAMINA_NODEJS_22_X"] = "/nonexistent/node22"
+    found = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "lamina", "runtimes", "--json"], env=env, capture_output=True, timeout=120
+        ).stdout
+    )
+    assert "nodejs22.x" not in found and "provided.al2023" in found

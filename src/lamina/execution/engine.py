@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from lamina.errors import AwsError
-from lamina.execution import interpreters
+from lamina.execution import catalog, interpreters, nodes, telemetry_events
+from lamina.execution.api_environment import ApiEnvironment
+from lamina.execution.catalog import RuntimeLaunch
 from lamina.execution.cgroup import MemoryCgroups, detect_memory_root
 from lamina.execution.deadlines import Deadlines
 from lamina.execution.environment import (
@@ -46,7 +48,7 @@ from lamina.execution.logs import now_ms
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
 from lamina.execution.process import EnvProcess
 from lamina.execution.spares import SparePool
-from lamina.execution.types import EnvironmentSpec, InvocationInput, InvocationOutcome, LogEvent
+from lamina.execution.types import EnvironmentSpec, InvocationInput, InvocationOutcome, LogEvent, LogSink
 from lamina.execution.zygote import ExitStatus, Zygote, ZygoteError
 
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "runtimes" / "python" / "bootstrap.py"
@@ -86,7 +88,10 @@ class PythonEngine:
         self._runtime_dir = runtime_dir
         self._tmp_root = runtime_dir / "env-tmp"
         self._idle_timeout_s = idle_timeout_s
-        self._overrides = dict(interpreters or {})
+        # Overrides by runtime: python3.x -> interpreter, nodejs<N>.x -> node binary
+        self._overrides = {k: v for k, v in (interpreters or {}).items() if not catalog.is_node(k)}
+        self._node_overrides = {k: v for k, v in (interpreters or {}).items() if catalog.is_node(k)}
+        self._launches: dict[str, RuntimeLaunch] = {}
         self._use_cgroups = cgroups
         self._init_timeout_s = init_timeout_s
         self._cgroups: MemoryCgroups | None = None
@@ -104,6 +109,7 @@ class PythonEngine:
         self._memory_mb = DEFAULT_MEMORY_MB  # its MemorySize: a spare's limit until claimed
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
+        self._log_sink: LogSink | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -118,7 +124,10 @@ class PythonEngine:
                 self._cgroups.setup()
             else:
                 log.warning("no writable memory cgroup: memory limits are enforced by RSS polling")
-        self._runtimes = await interpreters.discover(self._overrides)
+        self._runtimes, found_nodes = await asyncio.gather(
+            interpreters.discover(self._overrides), nodes.discover(self._node_overrides)
+        )
+        self._launches = catalog.build(self._runtimes, found_nodes)
         results = await asyncio.gather(
             *(self._zygote(path).ensure_running() for path in self._runtimes.values()),
             return_exceptions=True,
@@ -130,8 +139,20 @@ class PythonEngine:
                 self._spares.fill(path)
         self._reaper = asyncio.ensure_future(self._reap_idle())
 
+    def set_log_sink(self, sink: LogSink) -> None:
+        self._log_sink = sink
+
+    def _orphan_logs(self, env: Environment) -> None:
+        """Deliver what ``env`` wrote outside any invocation (an idle thread, an extension)."""
+        logs = env.logs
+        if logs.pending and self._log_sink is not None:
+            self._log_sink(env.spec.log_group, env.log_stream, logs.take())
+
     def available_runtimes(self) -> Mapping[str, str]:
-        return dict(self._runtimes)
+        return {name: launch.served_by for name, launch in self._launches.items()}
+
+    def launches(self) -> Mapping[str, RuntimeLaunch]:
+        return dict(self._launches)
 
     @property
     def cgroups_enabled(self) -> bool:
@@ -207,6 +228,8 @@ class PythonEngine:
             events.extend(logs.take())
         init_ms, env.init_ms = env.init_ms, None
         outcome = invocation_outcome(env, inv.request_id, result, events=events, init_ms=init_ms)
+        if type(env) is ApiEnvironment and env.api.telemetry().subscribers:
+            telemetry_events.emit_invocation(env.api.telemetry(), env.spec, inv.request_id, outcome)
         if result.phase is Phase.TIMEOUT or result.phase is Phase.DIED or env.retiring or self._closed:
             self._destroy(env)
         elif env.state is EnvState.BUSY:
@@ -246,7 +269,10 @@ class PythonEngine:
         except OSError as exc:
             self._discard(proc)
             raise AwsError("ServiceException", f"Cannot create an execution environment: {exc}") from exc
-        env = Environment(spec=spec, proc=proc, deadlines=deadlines)
+        if spec.command is not None or spec.extensions:
+            env: Environment = ApiEnvironment(spec=spec, proc=proc, deadlines=deadlines)
+        else:
+            env = Environment(spec=spec, proc=proc, deadlines=deadlines)
         env.pool_key = key
         self._envs[env.id] = env
         try:
@@ -269,15 +295,19 @@ class PythonEngine:
     def _init_config(self, env: Environment) -> dict[str, Any]:
         spec = env.spec
         pyver = spec.runtime.removeprefix("python")
-        return {
-            "environment": function_environment(
-                spec, log_stream=env.log_stream, runtime_dir=BOOTSTRAP.parent
-            ),
+        runtime_dir = BOOTSTRAP.parent if spec.command is None else catalog.NODE_BOOTSTRAP.parent
+        config: dict[str, Any] = {
+            "environment": function_environment(spec, log_stream=env.log_stream, runtime_dir=runtime_dir),
             "task_root": str(spec.code_dir),
             "opt_dir": None if spec.opt_dir is None else str(spec.opt_dir),
             "extra_paths": [f"/opt/python/lib/python{pyver}/site-packages", "/opt/python"],
             "handler": spec.handler,
+            "extensions": list(spec.extensions),
         }
+        if spec.command is not None:
+            # AWS_LAMBDA_EXEC_WRAPPER wraps managed runtimes only, never a custom runtime
+            config["exec"] = {"argv": list(spec.command), "wrapper": bool(spec.command)}
+        return config
 
     def _new_process(self, interpreter: str) -> EnvProcess:
         """A process to be, with its cgroup and /tmp (or OSError): registered, so its exit is heard.
@@ -333,15 +363,20 @@ class PythonEngine:
                 pool.remove(env)
         if env.state is not EnvState.DEAD:
             env.transition(EnvState.DEAD)
-        self._discard(env.proc)
+        self._discard(env.proc, env)
 
-    def _discard(self, proc: EnvProcess) -> None:
+    def _discard(self, proc: EnvProcess, env: Environment | None = None) -> None:
         if proc.id not in self._destroying:
-            self._destroying[proc.id] = asyncio.ensure_future(self._finish(proc))
+            self._destroying[proc.id] = asyncio.ensure_future(self._finish(proc, env))
 
-    async def _finish(self, proc: EnvProcess) -> None:
+    async def _finish(self, proc: EnvProcess, env: Environment | None = None) -> None:
         try:
+            if env is not None:
+                with contextlib.suppress(Exception):  # its extensions' SHUTDOWN: best effort
+                    await env.stop()
             await proc.dispose()
+            if env is not None:  # dispose drained the pipe to its end
+                self._orphan_logs(env)
             await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, proc.tmp_dir, True)
         finally:
             self._envs.pop(proc.id, None)
@@ -359,6 +394,8 @@ class PythonEngine:
             await asyncio.sleep(interval)
             cutoff = time.monotonic() - self._idle_timeout_s
             for key, pool in list(self._idle.items()):
+                for env in pool:
+                    self._orphan_logs(env)
                 for env in [e for e in pool if e.last_used <= cutoff]:
                     self._destroy(env)
                 if not pool:  # specs of old revisions must not accumulate

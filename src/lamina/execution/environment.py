@@ -91,20 +91,29 @@ class PhaseResult:
     payload: bytes = b""
     exit: ExitStatus | None = None
     oom: bool = False
+    entrypoint_error: str | None = None  # the runtime could not be exec'd (Runtime.InvalidEntrypoint)
 
 
 def function_environment(spec: EnvironmentSpec, *, log_stream: str, runtime_dir: Path) -> dict[str, str]:
-    """Exactly AWS's variables plus the user's; nothing of the server's environment."""
+    """Exactly AWS's variables for the runtime's family, plus the user's; nothing of the server's."""
     task = str(spec.code_dir)
-    pyver = spec.runtime.removeprefix("python")
+    runtime = spec.runtime
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin",
         "LD_LIBRARY_PATH": f"{task}:{task}/lib:/opt/lib",
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
-        "PYTHONPATH": f"{task}:/opt/python/lib/python{pyver}/site-packages:/opt/python",
-        "NODE_PATH": "/opt/nodejs/node_modules",
     }
+    if runtime.startswith("python"):
+        pyver = runtime.removeprefix("python")
+        env["PYTHONPATH"] = f"{task}:/opt/python/lib/python{pyver}/site-packages:/opt/python"
+        env["NODE_PATH"] = "/opt/nodejs/node_modules"
+    elif runtime.startswith("nodejs"):
+        major = runtime.removeprefix("nodejs").split(".")[0]
+        env["NODE_PATH"] = (
+            f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:{runtime_dir}/node_modules:"
+            f"{runtime_dir}:{task}"
+        )
     env.update({k: v for k, v in spec.environment.items() if k not in RESERVED})
     env.update(
         {
@@ -116,12 +125,13 @@ def function_environment(spec: EnvironmentSpec, *, log_stream: str, runtime_dir:
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_REGION": spec.region,
             "AWS_DEFAULT_REGION": spec.region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "LAMBDA_TASK_ROOT": task,
             "LAMBDA_RUNTIME_DIR": str(runtime_dir),
             "_HANDLER": spec.handler,
         }
     )
+    if not runtime.startswith("provided"):  # AWS sets none for OS-only runtimes
+        env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{runtime}"
     return env
 
 
@@ -273,6 +283,9 @@ class Environment:
 
     def kill(self) -> None:
         self.proc.kill()
+
+    async def stop(self) -> None:
+        """Before the process is killed: nothing to tell lamina's own Python runtime."""
 
 
 class RssWatch:

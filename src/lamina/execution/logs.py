@@ -38,6 +38,11 @@ def log_stream_name(version: str, env_id: str, created: datetime) -> str:
 
 
 def runtime_version(runtime: str) -> str:
+    """AWS's ``python:3.12.v1``, ``nodejs:20.v1``, ``provided:al2023.v1`` naming."""
+    if runtime.startswith("nodejs"):
+        return "nodejs:" + runtime.removeprefix("nodejs").removesuffix(".x") + ".v1"
+    if runtime.startswith("provided"):
+        return "provided:" + (runtime.partition(".")[2] or "al") + ".v1"
     return runtime.replace("python", "python:") + ".v1"
 
 

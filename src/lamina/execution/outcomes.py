@@ -21,6 +21,16 @@ def _error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
+def _error_type(payload: bytes) -> str:
+    """The errorType of an error object a runtime posted (a custom runtime may post anything)."""
+    try:
+        error = json.loads(payload)
+    except ValueError:
+        return "Runtime.Unknown"
+    kind = error.get("errorType") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) and kind else "Runtime.Unknown"
+
+
 def _event(message: str) -> LogEvent:
     return LogEvent(now_ms(), message)
 
@@ -114,9 +124,14 @@ def init_failure_outcome(
     """
     spec = env.spec
     init_ms = result.duration_ms
-    if result.phase is Phase.FUNCTION_ERROR:
+    if result.entrypoint_error is not None:  # the runtime could not even be exec'd
+        error_type = "Runtime.InvalidEntrypoint"
+        message = f"RequestId: {request_id} Error: {result.entrypoint_error}"
+        payload, death_line = _error(error_type, message), _event(f"{message}\n{error_type}")
+        events.append(_event(init_report_line(init_ms=init_ms, status="error", error_type=error_type)))
+    elif result.phase is Phase.FUNCTION_ERROR:
         payload = result.payload
-        error_type = str(json.loads(payload).get("errorType", "Runtime.Unknown"))
+        error_type = _error_type(payload)
         events.append(_event(init_report_line(init_ms=init_ms, status="error", error_type=error_type)))
         death_line = None
     elif result.phase is Phase.TIMEOUT:

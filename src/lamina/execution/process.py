@@ -95,6 +95,8 @@ class EnvProcess:
         if self.channel is not None:
             self.channel.close()
         if self.logs is not None:
+            self.logs.drain()  # the last lines (a SHUTDOWN handler's) are the engine's to deliver
+            self.logs.flush_partial()
             self.logs.close()
         if self.cgroup is not None:
             for _ in range(CGROUP_RELEASE_TRIES):

@@ -9,10 +9,12 @@ the service owns routing, concurrency and logs storage.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from lamina.execution.catalog import RuntimeLaunch
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,7 @@ class EnvironmentSpec:
     version: str  # "$LATEST" or a published version number
     revision: str  # RevisionId of the configuration + code this spec was built from
     runtime: str  # e.g. "python3.12"
-    interpreter: str  # absolute path of the python executable for that runtime
+    interpreter: str  # the python whose zygote forks the environment (the runtime's own, for python)
     handler: str  # "module.function" (module may be a dotted or slashed path)
     code_dir: Path  # the unzipped code; environments must not write to it
     memory_mb: int
@@ -41,6 +43,11 @@ class EnvironmentSpec:
     # The merged, read-only tree of the function's layers, mounted at /opt (None: no layers).
     # Part of the pool key like every field: a layer change never reuses an old environment.
     opt_dir: Path | None = None
+    # An exec'd runtime speaking the Runtime API: None for lamina's Python runtime, () for the
+    # function's own bootstrap (provided.*), else the argv (node ...).  See catalog.py.
+    command: tuple[str, ...] | None = None
+    # External extensions: the executables in <opt_dir>/extensions, by name, in start order.
+    extensions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +78,18 @@ class InvocationOutcome:
     init_duration_ms: float | None  # set on the invocation that paid a cold start
 
 
+# Where lines an environment wrote outside any invocation go (log group, log stream, lines).
+LogSink = Callable[[str, str, Sequence[LogEvent]], None]
+
+
 class ExecutionEngine(Protocol):
     """Runs invocations in environments; one invocation per environment at a time."""
 
     async def start(self) -> None:
         """Start zygotes and background reapers."""
+
+    def set_log_sink(self, sink: LogSink) -> None:
+        """Lines written between invocations (extensions, threads, SHUTDOWN) are delivered there."""
 
     async def invoke(self, spec: EnvironmentSpec, inv: InvocationInput) -> InvocationOutcome:
         """Run one invocation in a warm environment for ``spec``, or a new one.
@@ -91,4 +105,7 @@ class ExecutionEngine(Protocol):
         """Kill every environment and zygote; no process is left behind."""
 
     def available_runtimes(self) -> Mapping[str, str]:
-        """Runtime identifier -> interpreter path, for the runtimes this host can run."""
+        """Runtime identifier -> what serves it, for the runtimes this host can run."""
+
+    def launches(self) -> Mapping[str, RuntimeLaunch]:
+        """Runtime identifier -> how its environments are launched."""

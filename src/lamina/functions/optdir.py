@@ -38,6 +38,20 @@ def opt_path(code: CodeStore, layers: Sequence[LayerRef]) -> Path | None:
     return None if name is None else code.code_path(name)
 
 
+def extensions(opt: Path | None) -> tuple[str, ...]:
+    """The external extensions of a merged /opt: executable files in extensions/, in name order.
+
+    AWS starts every file there (sorted) before the runtime; a layer can ship none.
+    """
+    if opt is None:
+        return ()
+    try:
+        entries = sorted(os.scandir(opt / "extensions"), key=lambda e: e.name)
+    except OSError:
+        return ()
+    return tuple(e.name for e in entries if e.is_file() and os.access(e.path, os.X_OK))
+
+
 def live_entries(layer_sets: Iterable[Sequence[LayerRef]]) -> set[str]:
     """Code-store entries the given functions' layers need: the layers' trees and merged trees."""
     live: set[str] = set()

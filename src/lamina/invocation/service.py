@@ -96,6 +96,7 @@ class InvocationService:
     ) -> None:
         self._functions = functions
         self._engine = engine
+        engine.set_log_sink(logs.put)
         self._code = code
         self._logs = logs
         self._specs: dict[tuple[str, str, str, str], EnvironmentSpec] = {}
@@ -105,19 +106,20 @@ class InvocationService:
         key = (fv.region, fv.name, fv.version, fv.revision_id)
         spec = self._specs.get(key)
         if spec is None:
-            interpreters = self._engine.available_runtimes()
-            if fv.runtime not in interpreters:
+            launch = self._engine.launches().get(fv.runtime)
+            if launch is None:
                 raise AwsError(
                     "InvalidRuntimeException",
-                    f"The runtime {fv.runtime} is not available on this lamina host.",
+                    f"The runtime {fv.runtime} is not available on this lamina host (see `lamina runtimes`).",
                 )
+            opt_dir = self._opt_dir(fv)
             spec = EnvironmentSpec(
                 function_name=fv.name,
                 function_arn=fv.arn(self._functions.account_id),
                 version=fv.version,
                 revision=fv.revision_id,
                 runtime=fv.runtime,
-                interpreter=interpreters[fv.runtime],
+                interpreter=launch.interpreter,
                 handler=fv.handler,
                 code_dir=self._code.code_path(fv.code_hex),
                 memory_mb=fv.memory_size,
@@ -127,7 +129,9 @@ class InvocationService:
                 log_group=f"/aws/lambda/{fv.name}",
                 environment=dict(fv.environment),
                 ephemeral_storage_mb=fv.ephemeral_storage,
-                opt_dir=self._opt_dir(fv),
+                opt_dir=opt_dir,
+                command=launch.command,
+                extensions=optdir.extensions(opt_dir),
             )
             self._specs[key] = spec
         return spec

@@ -530,6 +530,8 @@ def specialise(cfg, libc, tmp, stdlib_paths):
     extra_paths = cfg["extra_paths"]
     if opt_dir and not opt_mounted:
         extra_paths = opt_fallback(env, extra_paths, opt_dir)
+    # Where this function's layers are seen (None: it has none, and the host's /opt is not theirs)
+    cfg["opt_root"] = None if not opt_dir else "/opt" if opt_mounted else opt_dir
     if not private:
         env["TMPDIR"] = cfg["tmp_dir"]
     os.environ.clear()
@@ -543,7 +545,7 @@ def specialise(cfg, libc, tmp, stdlib_paths):
 def escapes_unicode(execution_env):
     """AWS's Python runtimes escape non-ASCII in results up to 3.11 and send it as is from 3.12 on."""
     prefix = "AWS_Lambda_python3."
-    minor = execution_env[len(prefix):] if execution_env.startswith(prefix) else ""
+    minor = execution_env[len(prefix) :] if execution_env.startswith(prefix) else ""
     return not (minor.isdigit() and int(minor) >= 12)
 
 
@@ -565,6 +567,13 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths):
     except Exception as exc:
         chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
         return 70
+    opt_root = cfg["opt_root"]
+    if opt_root and cfg.get("extensions"):
+        paths = [f"{opt_root}/extensions/{name}" for name in cfg["extensions"]]
+        if not start_extensions(chan, paths):
+            return 0
+    if cfg.get("exec") is not None:
+        return exec_runtime(chan, cfg["exec"], cfg["task_root"], opt_root)
     encoder = ResultEncoder(ensure_ascii=escapes_unicode(os.environ.get("AWS_EXECUTION_ENV", "")))
     try:
         handler = load_handler(cfg["handler"])
@@ -584,6 +593,59 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths):
     chan.write(ready)
     invoke_loop(chan, logs, handler, encoder, state)
     return 0
+
+
+def start_extensions(chan, paths):
+    """Start the external extensions (executables in /opt/extensions), then wait for the engine.
+
+    They run in this sandbox (cgroup, namespaces, process group, log pipe) with the function's
+    variables.  The engine answers ``go`` once every one has registered with the Extensions API
+    (AWS starts the runtime only then); False if the engine went away instead.
+    """
+    pids = []
+    for path in paths:
+        try:
+            pids.append(os.posix_spawn(path, [path], os.environ))
+        except OSError as exc:
+            sys.stderr.write(f"Extension {os.path.basename(path)} failed to start: {exc.strerror}\n")
+    flush_stdio()
+    chan.write({"t": "extensions", "pids": pids})
+    header, _ = chan.read()
+    return header is not None
+
+
+def exec_runtime(chan, launch, task_root, opt_root):
+    """Become the runtime (a custom runtime's bootstrap, node): execve in this sandbox.
+
+    ``launch["argv"]`` is the command; empty for provided.* runtimes, whose command is the zip's
+    executable ``bootstrap`` or else a layer's /opt/bootstrap.  Everything set up so far --
+    cgroup, namespaces, process group, /tmp, /opt, stdout/stderr on the log pipe, variables,
+    cwd -- survives the exec; the channel and the zygote's fds are close-on-exec, so the engine
+    sees the channel close at the exec and talks to the runtime over the Runtime API from then
+    on.  What AWS reports as Runtime.InvalidEntrypoint is sent on the channel instead.
+    """
+    argv = list(launch.get("argv") or ())
+    if not argv:
+        candidates = [os.path.join(task_root, "bootstrap"), os.path.join(opt_root or "/opt", "bootstrap")]
+        found = [c for i, c in enumerate(candidates) if (i == 0 or opt_root) and os.path.isfile(c)]
+        if not found:
+            error = f"Couldn't find valid bootstrap(s): [{' '.join(candidates)}]"
+            chan.write({"t": "entrypoint_error", "error": error})
+            return 1
+        argv = [found[0]]
+    wrapper = os.environ.get("AWS_LAMBDA_EXEC_WRAPPER") if launch.get("wrapper") else None
+    if wrapper:
+        argv = [wrapper, *argv]
+    # Python ignores these at start-up; an ignored disposition would survive the exec.
+    for name in ("SIGPIPE", "SIGXFSZ", "SIGINT", "SIGTERM"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    flush_stdio()
+    try:
+        os.execve(argv[0], argv, os.environ)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        chan.write({"t": "entrypoint_error", "error": f"fork/exec {argv[0]}: {reason}"})
+        return 1
 
 
 def max_rss_kb():
