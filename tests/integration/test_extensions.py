@@ -114,3 +114,46 @@ def test_extension_lifecycle_and_telemetry(lam: Any, server: LaminaServer, runti
     # an update retires the environment: SHUTDOWN before it goes
     lam.update_function_configuration(FunctionName=name, Timeout=5)
     wait_for_log(server.data_dir, group, "[ext] SHUTDOWN spindown")
+
+
+WRAPPER = """#!/bin/sh
+# an internal extension's wrapper script: it sees the runtime's command and execs it
+export WRAPPED_BY="wrapper with $# args"
+echo "wrapper: last arg $(basename "$(eval echo \\${$#})")"
+exec "$@"
+"""
+
+WRAPPED_PY = """
+import os
+
+def handler(event, context):
+    print("in the handler")
+    if event.get("fail"):
+        raise KeyError("missing")
+    return {"wrapped": os.environ.get("WRAPPED_BY"), "fn": context.function_name}
+"""
+
+
+def test_exec_wrapper_wraps_the_python_runtime(lam: Any, server: LaminaServer) -> None:
+    layer = lam.publish_layer_version(
+        LayerName=unique("wrap"), Content={"ZipFile": executable_zip({"wrapper.sh": WRAPPER})}
+    )["LayerVersionArn"]
+    name = create_function(
+        lam,
+        WRAPPED_PY,
+        Layers=[layer],
+        Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper.sh"}},
+    )
+    resp = lam.invoke(FunctionName=name, Payload=b"{}")
+    rid = resp["ResponseMetadata"]["RequestId"]
+    body = json.loads(resp["Payload"].read())
+    assert "FunctionError" not in resp, body
+    assert body["fn"] == name and body["wrapped"].startswith("wrapper with ")
+    resp = lam.invoke(FunctionName=name, Payload=b'{"fail": true}')
+    error = json.loads(resp["Payload"].read())
+    assert resp["FunctionError"] == "Unhandled"
+    assert error["errorType"] == "KeyError" and error["errorMessage"] == "'missing'"
+    assert error["requestId"] == resp["ResponseMetadata"]["RequestId"]
+    messages = wait_for_log(server.data_dir, f"/aws/lambda/{name}", f"REPORT RequestId: {rid}")
+    assert "wrapper: last arg bootstrap.py" in messages  # the script last, as wrappers expect
+    assert "in the handler" in messages

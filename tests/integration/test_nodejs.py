@@ -122,3 +122,23 @@ def test_absent_node_major_is_refused_at_create(lam: Any) -> None:
             assert "lamina runtimes" in err["Message"]
             return
     pytest.skip("every nodejs major is installed on this host")
+
+
+def test_exec_wrapper_wraps_node(lam: Any) -> None:
+    from .test_custom_runtimes import executable_zip
+    from .test_extensions import WRAPPER
+
+    layer = lam.publish_layer_version(
+        LayerName="node-wrapper", Content={"ZipFile": executable_zip({"wrapper.sh": WRAPPER})}
+    )["LayerVersionArn"]
+    code = "exports.handler = async () => ({wrapped: process.env.WRAPPED_BY || null});"
+    name = create_function(
+        lam,
+        make_zip({"index.js": code}),
+        Runtime=RUNTIME,
+        Handler="index.handler",
+        Layers=[layer],
+        Environment={"Variables": {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/wrapper.sh"}},
+    )
+    _, body = invoke(lam, name)
+    assert body["wrapped"] == "wrapper with 2 args"  # node and lamina's Node runtime

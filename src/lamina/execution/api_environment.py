@@ -23,7 +23,6 @@ the exit status, as for the Python runtime.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import time
@@ -41,7 +40,13 @@ from lamina.execution.environment import (
 )
 from lamina.execution.logs import init_start_line
 from lamina.execution.process import EnvProcess
-from lamina.execution.runtime_api import ApiIdentity, ApiInvocation, RuntimeAnswer, RuntimeApiServer
+from lamina.execution.runtime_api import (
+    ApiIdentity,
+    ApiInvocation,
+    RuntimeAnswer,
+    RuntimeApiClosedError,
+    RuntimeApiServer,
+)
 from lamina.execution.types import EnvironmentSpec, InvocationInput
 from lamina.execution.zygote import ExitStatus
 
@@ -165,17 +170,12 @@ class ApiEnvironment(Environment):
         )
         if not self.execs:  # lamina's Python runtime (private channel) with extensions beside it
             self.api.notify_extensions(api_inv)
-            result = await super().run(inv)
-            if result.phase is Phase.OK or result.phase is Phase.FUNCTION_ERROR:
-                await self._extensions_done()
-            return result
+            return await super().run(inv)
         t0 = time.perf_counter()
         answer_future = self.api.send_invoke(api_inv)
         self._deadlines.add(self, self._timeout_s, self._on_timeout)
         try:
             answer = await answer_future
-            if self.spec.extensions:
-                await self.api.extensions_idle()
         except (TimedOutError, ChannelClosedError) as exc:
             return await self._failed(exc, t0)
         finally:
@@ -187,13 +187,17 @@ class ApiEnvironment(Environment):
             return PhaseResult(Phase.OK, duration, answer.body)
         return PhaseResult(Phase.FUNCTION_ERROR, duration, _error_body(answer))
 
-    async def _extensions_done(self) -> None:
-        """The invocation ends when every extension has asked for its next event (within the timeout)."""
+    async def extensions_done(self) -> bool:
+        """After an invocation: True once every extension has asked for its next event, False if
+        one has not within the function's timeout (or the environment died meanwhile)."""
         idle = self.api.extensions_idle()
         if idle.done():
-            return
-        with contextlib.suppress(TimeoutError):
+            return not idle.cancelled() and idle.exception() is None
+        try:
             await asyncio.wait_for(idle, self._timeout_s)
+        except (TimeoutError, ChannelClosedError, RuntimeApiClosedError):
+            return False
+        return True
 
     def _hwm_kb(self) -> int:
         hwm = self.read_status_kb("VmHWM")
@@ -202,7 +206,7 @@ class ApiEnvironment(Environment):
     async def stop(self) -> None:
         """SHUTDOWN to the extensions (they get up to 2 s), then close the server."""
         try:
-            if self.spec.extensions and not self.proc.exited:
+            if self.spec.extensions and not (self.proc.exited or self.proc.killed):
                 await self.api.shutdown("spindown", SHUTDOWN_TIMEOUT_S)
         finally:
             await self.api.close()

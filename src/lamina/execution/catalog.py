@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROVIDED = ("provided.al2023", "provided.al2", "provided")
-NODE_BOOTSTRAP = Path(__file__).resolve().parent.parent / "runtimes" / "nodejs" / "bootstrap.mjs"
+RUNTIMES_DIR = Path(__file__).resolve().parent.parent / "runtimes"
+PYTHON_BOOTSTRAP = RUNTIMES_DIR / "python" / "bootstrap.py"
+NODE_BOOTSTRAP = RUNTIMES_DIR / "nodejs" / "bootstrap.mjs"
+EXEC_WRAPPER = "AWS_LAMBDA_EXEC_WRAPPER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,21 @@ def build(pythons: Mapping[str, str], nodes: Mapping[str, str]) -> dict[str, Run
     for name in PROVIDED:
         launches[name] = RuntimeLaunch(launcher, (), "the function's bootstrap (zip or layer)")
     return launches
+
+
+def with_environment(launch: RuntimeLaunch, runtime: str, variables: Mapping[str, str]) -> RuntimeLaunch:
+    """The launch for a function with these variables.
+
+    AWS_LAMBDA_EXEC_WRAPPER (internal extensions' wrapper scripts) wraps the command of a managed
+    runtime: for Python that means running lamina's runtime as a process of its own, over the
+    Runtime API (``python -S bootstrap.py``: the script last, as wrappers expect), instead of in
+    the forked environment.  The wrapper itself is prepended inside the environment, where /opt is.
+    """
+    if is_python(runtime) and variables.get(EXEC_WRAPPER):
+        return RuntimeLaunch(
+            launch.interpreter, (launch.interpreter, "-S", str(PYTHON_BOOTSTRAP)), launch.served_by
+        )
+    return launch
 
 
 def _version(runtime: str) -> tuple[int, ...]:

@@ -51,7 +51,7 @@ from lamina.execution.spares import SparePool
 from lamina.execution.types import EnvironmentSpec, InvocationInput, InvocationOutcome, LogEvent, LogSink
 from lamina.execution.zygote import ExitStatus, Zygote, ZygoteError
 
-BOOTSTRAP = Path(__file__).resolve().parent.parent / "runtimes" / "python" / "bootstrap.py"
+BOOTSTRAP = catalog.PYTHON_BOOTSTRAP
 INIT_TIMEOUT_S = 10.0  # AWS's limit on the init phase
 SPARES_PER_RUNTIME = 2
 DEFAULT_MEMORY_MB = 128  # Lambda's default MemorySize
@@ -110,6 +110,7 @@ class PythonEngine:
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self._log_sink: LogSink | None = None
+        self._background: set[asyncio.Task[None]] = set()  # post-invocation extension waits
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -177,6 +178,8 @@ class PythonEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         self._spares.close()
+        for task in list(self._background):
+            task.cancel()
         for env in list(self._envs.values()):
             self._destroy(env)
         await self._settle(list(self._destroying))
@@ -232,15 +235,32 @@ class PythonEngine:
             telemetry_events.emit_invocation(env.api.telemetry(), env.spec, inv.request_id, outcome)
         if result.phase is Phase.TIMEOUT or result.phase is Phase.DIED or env.retiring or self._closed:
             self._destroy(env)
+        elif type(env) is ApiEnvironment and env.spec.extensions:
+            # The caller has its answer now; the environment stays BUSY until every extension
+            # has asked for its next event (AWS's post-runtime extension phase).
+            task = asyncio.ensure_future(self._release_after_extensions(env))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         elif env.state is EnvState.BUSY:
-            env.transition(EnvState.IDLE)
-            env.last_used = time.monotonic()
-            pool = self._idle.get(env.pool_key)
-            if pool is None:
-                self._idle[env.pool_key] = [env]
-            else:
-                pool.append(env)
+            self._release(env)
         return outcome
+
+    def _release(self, env: Environment) -> None:
+        """A BUSY environment back to its pool, the most recently used last."""
+        env.transition(EnvState.IDLE)
+        env.last_used = time.monotonic()
+        pool = self._idle.get(env.pool_key)
+        if pool is None:
+            self._idle[env.pool_key] = [env]
+        else:
+            pool.append(env)
+
+    async def _release_after_extensions(self, env: ApiEnvironment) -> None:
+        done = await env.extensions_done()
+        if not done or env.retiring or self._closed:
+            self._destroy(env)  # an extension that never finishes costs its environment
+        elif env.state is EnvState.BUSY:
+            self._release(env)
 
     def _pool_key(self, spec: EnvironmentSpec) -> str:
         """``pool_key`` remembered per spec object: building and hashing it costs ~1.5 us."""
@@ -295,7 +315,7 @@ class PythonEngine:
     def _init_config(self, env: Environment) -> dict[str, Any]:
         spec = env.spec
         pyver = spec.runtime.removeprefix("python")
-        runtime_dir = BOOTSTRAP.parent if spec.command is None else catalog.NODE_BOOTSTRAP.parent
+        runtime_dir = catalog.NODE_BOOTSTRAP.parent if catalog.is_node(spec.runtime) else BOOTSTRAP.parent
         config: dict[str, Any] = {
             "environment": function_environment(spec, log_stream=env.log_stream, runtime_dir=runtime_dir),
             "task_root": str(spec.code_dir),
@@ -305,7 +325,7 @@ class PythonEngine:
             "extensions": list(spec.extensions),
         }
         if spec.command is not None:
-            # AWS_LAMBDA_EXEC_WRAPPER wraps managed runtimes only, never a custom runtime
+            # AWS_LAMBDA_EXEC_WRAPPER wraps managed runtimes only, never a custom runtime (())
             config["exec"] = {"argv": list(spec.command), "wrapper": bool(spec.command)}
         return config
 

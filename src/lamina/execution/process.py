@@ -41,6 +41,7 @@ class EnvProcess:
         self.exit_status: asyncio.Future[ExitStatus] = self.loop.create_future()
         self.channel: EnvChannel | None = None
         self.logs: LogCapture | None = None
+        self.killed = False  # a SIGKILL was sent (timeout, OOM watch, dispose): no graceful stop
 
     @property
     def exited(self) -> bool:
@@ -72,6 +73,7 @@ class EnvProcess:
             self.exit_status.set_result(status)
 
     def kill(self) -> None:
+        self.killed = True
         if self.cgroup is not None:
             self.cgroup.kill()
         if self.pid is not None and not self.exit_status.done():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lamina.errors import AwsError
+from lamina.execution import catalog
 from lamina.execution.types import (
     EnvironmentSpec,
     ExecutionEngine,
@@ -107,6 +108,8 @@ class InvocationService:
         spec = self._specs.get(key)
         if spec is None:
             launch = self._engine.launches().get(fv.runtime)
+            if launch is not None:
+                launch = catalog.with_environment(launch, fv.runtime, fv.environment)
             if launch is None:
                 raise AwsError(
                     "InvalidRuntimeException",

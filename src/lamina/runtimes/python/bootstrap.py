@@ -378,6 +378,16 @@ def load_handler(handler):
 
 
 # ----------------------------------------------------------------------------- environment
+def init_fault(exc):
+    """INIT failed (the handler did not load): AWS's warning and error lines; the error object."""
+    fault = isinstance(exc, Fault)
+    error = make_error(exc.msg, exc.error_type, exc.trace) if fault else fault_from_exc(exc)
+    logging.warning(LAMBDA_WARNING)
+    log_error(error)
+    flush_stdio()
+    return error
+
+
 def flush_stdio():
     # Not contextlib.suppress: this is on every invocation's path, and suppress costs 0.3 us.
     try:  # noqa: SIM105
@@ -578,13 +588,7 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths):
     try:
         handler = load_handler(cfg["handler"])
     except Exception as exc:
-        if isinstance(exc, Fault):
-            error = make_error(exc.msg, exc.error_type, exc.trace)
-        else:
-            error = fault_from_exc(exc)
-        logging.warning(LAMBDA_WARNING)
-        log_error(error)
-        flush_stdio()
+        error = init_fault(exc)
         chan.write({"t": "init_error", "rss_kb": max_rss_kb()}, json.dumps(error).encode())
         return 1
     flush_stdio()
@@ -806,11 +810,79 @@ class Zygote:
                 os.waitpid(pid, 0)
 
 
+# ----------------------------------------------------------------------------- Runtime API client
+class RuntimeApiClient:
+    """A keep-alive HTTP connection to the Runtime API at ``AWS_LAMBDA_RUNTIME_API``."""
+
+    def __init__(self, address):
+        import http.client  # only this mode needs it: not in the zygote's pre-imported heap
+
+        host, _, port = address.rpartition(":")
+        self.conn = http.client.HTTPConnection(host, int(port))
+
+    def call(self, method, path, body=None, headers=None):
+        self.conn.request(method, "/2018-06-01/runtime" + path, body=body, headers=headers or {})
+        resp = self.conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+
+    def post_error(self, path, error):
+        headers = {"Lambda-Runtime-Function-Error-Type": error.get("errorType") or "Runtime.Unknown"}
+        return self.call("POST", path, json.dumps(error).encode(), headers)
+
+
+def run_api_client(address):
+    """lamina's Python runtime exec'd as a process of its own, over the Runtime API.
+
+    That is how it runs under AWS_LAMBDA_EXEC_WRAPPER (the wrapper execs ``python bootstrap.py``):
+    the same handler loading, invoke, error objects and log lines as the in-process runtime,
+    only the transport differs.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or ".") == here:
+        del sys.path[0]  # the script's own dir is not on AWS's path
+    set_stdio(1)
+    state = RequestState()
+    setup_logging(state)
+    client = RuntimeApiClient(address)
+    environ = os.environ
+    encoder = ResultEncoder(ensure_ascii=escapes_unicode(environ.get("AWS_EXECUTION_ENV", "")))
+    try:
+        handler = load_handler(environ.get("_HANDLER", ""))
+    except Exception as exc:
+        error = init_fault(exc)
+        client.post_error("/init/error", error)
+        return 1
+    while True:
+        _, headers, payload = client.call("GET", "/invocation/next")
+        request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
+        header = {
+            "id": request_id,
+            "deadline": int(headers.get("Lambda-Runtime-Deadline-Ms") or 0),
+            "arn": headers.get("Lambda-Runtime-Invoked-Function-Arn"),
+            "cc": headers.get("Lambda-Runtime-Client-Context"),
+            "ci": headers.get("Lambda-Runtime-Cognito-Identity"),
+        }
+        state.request_id = request_id
+        trace = headers.get("Lambda-Runtime-Trace-Id")
+        if trace:
+            environ["_X_AMZN_TRACE_ID"] = trace
+        elif "_X_AMZN_TRACE_ID" in environ:
+            del environ["_X_AMZN_TRACE_ID"]
+        kind, body = invoke(handler, header, payload, encoder)
+        flush_stdio()
+        if kind == "result":
+            client.call("POST", f"/invocation/{request_id}/response", body)
+        else:
+            client.post_error(f"/invocation/{request_id}/error", json.loads(body))
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == "zygote":
         Zygote(int(argv[2])).serve()
         return 0
-    sys.stderr.write("usage: bootstrap.py zygote <control fd>\n")
+    if len(argv) == 1 and os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+        return run_api_client(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    sys.stderr.write("usage: bootstrap.py zygote <control fd>  (or, in an environment: bootstrap.py)\n")
     return 2
 
 
