@@ -78,6 +78,10 @@ while True:
         call("POST", f"/invocation/{{rid}}/error", json.dumps(err),
              {{"Lambda-Runtime-Function-Error-Type": "Custom.Bad"}})
         continue
+    if action == "big":  # over the 6 MB limit: the runtime hears 413, the caller an error
+        status, _, body = call("POST", f"/invocation/{{rid}}/response", b'"' + b"x" * 6_300_000 + b'"')
+        state["statuses"] = [[status, body.decode()]]
+        continue
     if action == "probe":
         # the Runtime API's answers to a request id it never issued, then to a second response
         bogus = call("POST", "/invocation/not-a-request/response", b"{{}}")
@@ -252,3 +256,14 @@ def test_bootstrap_from_a_layer(lam: Any) -> None:
     resp, body = invoke(lam, name, {"from": "layer"})
     assert "FunctionError" not in resp, body
     assert body["event"] == {"from": "layer"}
+
+
+def test_oversized_response_is_413_to_the_runtime_and_an_error_to_the_caller(lam: Any) -> None:
+    name = provided(lam, {"bootstrap": PY_BOOTSTRAP})
+    resp, body = invoke(lam, name, {"action": "big"})
+    assert resp["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Function.ResponseSizeTooLarge"
+    assert "exceeded maximum allowed payload size (6291556 bytes)" in body["errorMessage"]
+    _, after = invoke(lam, name, {})
+    [[status, answer]] = after["statuses"]
+    assert status == 413 and json.loads(answer)["errorType"] == "RequestEntityTooLarge"

@@ -25,6 +25,8 @@ from .conftest import LaminaServer, create_function, unique, wait_for_log
 
 BASE_PYTHON = os.path.realpath(sys.executable)
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
+# awslambdaric on provided.* (no AWS_EXECUTION_ENV) escapes unicode as AWS's python3.11 does
+SAME_PYTHON = pytest.mark.skipif(RUNTIME != "python3.11", reason="the test venv is not Python 3.11")
 
 HANDLERS = """
 import decimal
@@ -167,3 +169,18 @@ def test_builtin_and_awslambdaric_behave_alike(
             payload, lines, _ = got_builtin
             assert payload["unicode"] == "caf\u00e9 \u2713" and "hello from print" in lines
             assert any(line.startswith("[INFO]\t<time>\t<rid>\tinfo v") for line in lines), lines
+
+
+@SAME_PYTHON
+def test_awslambdaric_serves_many_invokes(lam: Any) -> None:
+    files: dict[str, str | bytes] = {
+        "app.py": HANDLERS,
+        **vendored_awslambdaric(),
+        "bootstrap": f'#!/bin/sh\nexec {BASE_PYTHON} -m awslambdaric "$_HANDLER"\n',
+    }
+    name = create_function(lam, zip_of(files), Runtime="provided.al2023", Handler="app.ok")
+    for i in range(1, 41):
+        resp = lam.invoke(FunctionName=name, Payload=json.dumps({"k": i}))
+        body = json.loads(resp["Payload"].read())
+        assert "FunctionError" not in resp, body
+        assert body["event"] == {"k": i} and body["calls"] == i  # one warm runtime, in order
