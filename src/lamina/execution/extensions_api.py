@@ -1,6 +1,6 @@
 """Extensions API 2020-01-01: who registered, in what state each extension is, what it is owed.
 
-State only: the HTTP side (parsing, rendering, parking a request) is ``runtime_api``'s, which
+State only: the HTTP side (parsing, rendering, parking a request) is ``runtime_http``'s, which
 calls in here from its router and renders ``ApiError`` as AWS's ``{"errorMessage", "errorType"}``.
 Behaviour follows AWS's Runtime Interface Emulator (``lambda/rapi/handler/agent*.go``,
 ``lambda/core/externalagent*.go``, ``internalagent*.go``, ``registrations.go``): the error types,
