@@ -775,7 +775,7 @@ function run(handler) {
       const ctx = attachEnvironmentData(context, headers);
       const handlerResult = handler(JSON.parse(bodyJson), buffered.stream, ctx);
       if (!isPromise(handlerResult)) {
-        fail(new Error('Streaming does not support non-async handlers.'));
+        fail('Streaming does not support non-async handlers.');
         return;
       }
       const result = await handlerResult;
@@ -783,7 +783,7 @@ function run(handler) {
         console.warn('Streaming handlers ignore return values.');
       }
       if (!buffered.stream.writableFinished) {
-        fail(new Error('Response stream is not finished.'));
+        fail('Response stream is not finished.');
         return;
       }
       beforeExit.reset();
