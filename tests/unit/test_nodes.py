@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.execution import nodes
+from lamina.execution import interpreters, nodes
 
 
 def fake_node(path: Path, version: str, *, exit_code: int = 0, sleep: bool = False) -> Path:
@@ -61,7 +61,7 @@ def test_symlinks_resolve_to_the_real_binary(tmp_path: Path) -> None:
 def test_broken_missing_and_hanging_candidates_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(nodes, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(interpreters, "PROBE_TIMEOUT_S", 0.5)  # run_probe is shared
     failing = fake_node(tmp_path / "failing", "20.1.0", exit_code=1)
     hanging = fake_node(tmp_path / "hanging", "", sleep=True)
     overrides = {

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 RUNTIMES = ("python3.11", "python3.12", "python3.13", "python3.14")
@@ -38,15 +38,12 @@ def candidates(runtime: str, overrides: Mapping[str, str]) -> list[str]:
     return found
 
 
-async def probe(path: str) -> tuple[str, str] | None:
-    """Run ``path`` once: (real executable, "3.12"), or None if it does not start."""
+async def run_probe(argv: Sequence[str]) -> list[str] | None:
+    """Run a candidate binary once (killed past PROBE_TIMEOUT_S): its stdout lines, or None if
+    it does not start or fails.  Shared with ``nodes.py``."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            path,
-            "-I",
-            "-S",
-            "-c",
-            PROBE,
+            *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
@@ -60,10 +57,15 @@ async def probe(path: str) -> tuple[str, str] | None:
             proc.kill()
         await proc.wait()
         return None
-    lines = out.decode(errors="replace").split()
-    if proc.returncode != 0 or len(lines) != 2:
+    return out.decode(errors="replace").splitlines() if proc.returncode == 0 else None
+
+
+async def probe(path: str) -> tuple[str, str] | None:
+    """Run ``path`` once: (real executable, "3.12"), or None if it does not start."""
+    lines = await run_probe([path, "-I", "-S", "-c", PROBE])
+    if lines is None or len(lines) != 2:
         return None
-    return lines[0], lines[1]
+    return lines[0].strip(), lines[1].strip()
 
 
 async def resolve(runtime: str, overrides: Mapping[str, str]) -> str | None:

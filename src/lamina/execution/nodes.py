@@ -21,9 +21,10 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from lamina.execution.interpreters import run_probe
+
 RUNTIMES = ("nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x")
 PROBE = "process.execPath + '\\n' + process.versions.node"
-PROBE_TIMEOUT_S = 15.0
 RUNTIME_RE = re.compile(r"^nodejs(\d+)\.x$")
 
 log = logging.getLogger(__name__)
@@ -78,26 +79,8 @@ def _real(path: str) -> str:
 
 async def probe(path: str) -> tuple[str, str] | None:
     """Run ``path`` once: (real executable, "20.11.1"), or None if it does not start."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            path,
-            "-p",
-            PROBE,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-    except OSError:
-        return None
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        return None
-    lines = out.decode(errors="replace").splitlines()
-    if proc.returncode != 0 or len(lines) != 2 or not lines[0]:
+    lines = await run_probe([path, "-p", PROBE])
+    if lines is None or len(lines) != 2 or not lines[0]:
         return None
     return str(Path(lines[0]).resolve()), lines[1].strip()
 
