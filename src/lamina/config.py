@@ -27,6 +27,8 @@ class Settings:
     # "nodejs20.x": "/usr/bin/node"}).
     interpreters: Mapping[str, str] = field(default_factory=dict)
     log_level: str = "info"
+    # The account's concurrent executions per region (AWS's default quota); reservations come out of it.
+    account_concurrency: int = 1000
 
     @property
     def db_path(self) -> Path:
@@ -60,6 +62,7 @@ class Settings:
             "access_key_id": e.get("LAMINA_ACCESS_KEY_ID") or None,
             "secret_access_key": e.get("LAMINA_SECRET_ACCESS_KEY") or None,
             "idle_timeout_s": float(e.get("LAMINA_IDLE_TIMEOUT", cls.idle_timeout_s)),
+            "account_concurrency": int(e.get("LAMINA_ACCOUNT_CONCURRENCY", cls.account_concurrency)),
         }
         interp = {}
         for key, val in e.items():
@@ -75,4 +78,6 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):
             raise ValueError(f"account id must be 12 digits, got {settings.account_id!r}")
+        if settings.account_concurrency < 1:
+            raise ValueError(f"account concurrency must be at least 1, got {settings.account_concurrency}")
         return settings

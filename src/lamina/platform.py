@@ -10,6 +10,7 @@ import logging
 from typing import IO
 
 from lamina.api import aliases as aliases_api
+from lamina.api import concurrency as concurrency_api
 from lamina.api import functions as functions_api
 from lamina.api import invoke as invoke_api
 from lamina.api import layers as layers_api
@@ -22,11 +23,13 @@ from lamina.config import Settings
 from lamina.execution.engine import PythonEngine
 from lamina.functions.aliases import AliasService
 from lamina.functions.codestore import CodeStore
+from lamina.functions.concurrency import ConcurrencyService
 from lamina.functions.layers import LayerService
 from lamina.functions.service import FunctionService
 from lamina.functions.tags import TagService
 from lamina.functions.versions import VersionService
 from lamina.ids import IdFactory
+from lamina.invocation.concurrency import ConcurrencyLimiter
 from lamina.invocation.service import InvocationService
 from lamina.policy.service import PolicyService
 from lamina.protocol import RestRouter, load_service_model
@@ -104,12 +107,24 @@ class Platform:
         self.functions.on_drop.append(self.policies.forget)
         self.logs = LogStore(s.data_dir / "logs.sqlite3")
         self.logs.start()
+        limiter = ConcurrencyLimiter(s.account_concurrency)
         self.invocations = InvocationService(
-            functions=self.functions, engine=self.engine, code=self.code, logs=self.logs, store=self.store
+            functions=self.functions,
+            engine=self.engine,
+            code=self.code,
+            logs=self.logs,
+            store=self.store,
+            limiter=limiter,
         )
+        concurrency = ConcurrencyService(
+            functions=self.functions, store=self.store, limiter=limiter, on_change=self.invocations.queue.wake
+        )
+        await concurrency.load()  # before the queue starts: requeued events meet their reservations
+        self.functions.on_drop.append(concurrency.forget)
         await self.invocations.queue.start()
         self.handlers = {
-            **functions_api.handlers(self.functions, versions),
+            **functions_api.handlers(self.functions, versions, concurrency),
+            **concurrency_api.handlers(concurrency, self.functions),
             **versions_api.handlers(versions, s.account_id),
             **aliases_api.handlers(aliases, s.account_id),
             **policy_api.handlers(self.policies),

@@ -224,8 +224,8 @@ def test_account_settings(lam: Any, create_fn: Any) -> None:
 def test_unimplemented_operation_is_named(lam: Any, create_fn: Any) -> None:
     name = create_fn(HELLO)
     with pytest.raises(ClientError) as exc:
-        lam.get_function_concurrency(FunctionName=name)
-    assert "GetFunctionConcurrency" in exc.value.response["Error"]["Message"]
+        lam.get_function_code_signing_config(FunctionName=name)
+    assert "GetFunctionCodeSigningConfig" in exc.value.response["Error"]["Message"]
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from lamina.functions.concurrency import ConcurrencyService
 from lamina.functions.service import FunctionService
 from lamina.functions.versions import VersionService
 from lamina.types import Handler, Output, Params, RequestContext
 
 
-def handlers(functions: FunctionService, versions: VersionService) -> dict[str, Handler]:
+def handlers(
+    functions: FunctionService, versions: VersionService, concurrency: ConcurrencyService
+) -> dict[str, Handler]:
     account = functions.account_id
 
     async def create_function(ctx: RequestContext, p: Params) -> Output:
@@ -25,6 +28,9 @@ def handlers(functions: FunctionService, versions: VersionService) -> dict[str, 
         tags = await functions.tags(fv)
         if tags:
             out["Tags"] = tags
+        reserved = concurrency.reserved(ctx.region, fv.name)  # the function's, whatever the qualifier
+        if reserved is not None:
+            out["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
         return out
 
     async def get_function_configuration(ctx: RequestContext, p: Params) -> Output:
@@ -46,9 +52,6 @@ def handlers(functions: FunctionService, versions: VersionService) -> dict[str, 
         await versions.delete(ctx.region, p["FunctionName"], p.get("Qualifier"))
         return {"StatusCode": 204}
 
-    async def get_account_settings(ctx: RequestContext, p: Params) -> Output:
-        return functions.account_settings(ctx.region)
-
     return {
         "CreateFunction": create_function,
         "GetFunction": get_function,
@@ -57,5 +60,4 @@ def handlers(functions: FunctionService, versions: VersionService) -> dict[str, 
         "UpdateFunctionCode": update_function_code,
         "UpdateFunctionConfiguration": update_function_configuration,
         "DeleteFunction": delete_function,
-        "GetAccountSettings": get_account_settings,
     }

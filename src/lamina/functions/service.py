@@ -154,18 +154,19 @@ class FunctionService:
         path = self._code.blob_path(hex_digest)
         return str(path) if path.is_file() else None
 
-    def account_settings(self, region: str) -> dict[str, Any]:
-        fns = [v[LATEST] for (r, _), v in self._registry.items() if r == region]
+    def account_settings(self, region: str, concurrency: Mapping[str, int]) -> dict[str, Any]:
+        """GetAccountSettings; ``concurrency`` is AccountLimit's concurrency part (from the limiter)."""
+        fns = [v for (r, _), v in self._registry.items() if r == region]
         return {
             "AccountLimit": {
                 "TotalCodeSize": 80530636800,
                 "CodeSizeUnzipped": MAX_UNZIPPED,
                 "CodeSizeZipped": MAX_ZIPPED,
-                "ConcurrentExecutions": 1000,
-                "UnreservedConcurrentExecutions": 1000,
+                **concurrency,
             },
             "AccountUsage": {
-                "TotalCodeSize": sum(fv.code_size for fv in fns),
+                # Every version keeps its own package on AWS, so each one counts.
+                "TotalCodeSize": sum(fv.code_size for versions in fns for fv in versions.values()),
                 "FunctionCount": len(fns),
             },
         }

@@ -5,6 +5,14 @@ precedes durability; concurrent submits share one transaction (group commit) so 
 is bounded by fsyncs per batch, not per event.  An event is ``leased`` while it runs and deleted
 only after it ran; a crash leaves it leased and ``start`` puts it back in the queue, so every
 accepted event runs at least once, with its original request id.
+
+Throttles: when the run callback raises ``Throttled`` the function has no concurrency free; the
+event goes back to the queue (``queued`` again, committed) and that function's events are skipped
+by the dispatcher until its backoff timer fires: 1 s, doubling up to 5 min while the throttles go
+on (AWS's retry interval for throttled async events).  A run of that function that completes (a
+slot freed) or ``wake`` (its reservation changed) retries the held events at once and resets the
+backoff.  So a throttled event is never dropped, never spins, and other functions' events keep
+flowing past it.
 """
 
 from __future__ import annotations
@@ -13,11 +21,31 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lamina.store.metadata import MetadataStore, QueuedEvent
 
 log = logging.getLogger("lamina.queue")
+
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 300.0
+
+FunctionKey = tuple[str, str]  # region, function name
+
+
+class Throttled(Exception):
+    """Raised by the run callback: the event cannot start now (no concurrency); keep it queued."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class _Backoff:
+    delay: float
+    timer: asyncio.TimerHandle | None  # pending while the function's events are held back
 
 
 class AsyncQueue:
@@ -37,6 +65,7 @@ class AsyncQueue:
         self._have_events = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
+        self._backoff: dict[FunctionKey, _Backoff] = {}
 
     async def start(self) -> None:
         requeued = await self._store.call(self._store.requeue_leased)
@@ -84,8 +113,10 @@ class AsyncQueue:
                 while self._free == 0:
                     await self._slot_freed.wait()
                     self._slot_freed.clear()
-                # Lease no more than can start now, so leased events are always running events.
-                events = await self._store.call(self._store.lease_events, self._free)
+                # Lease no more than can start now, so leased events are always running events;
+                # none of a function that is backing off after a throttle.
+                held = [key for key, b in self._backoff.items() if b.timer is not None]
+                events = await self._store.call(self._store.lease_events, self._free, held)
                 if not events:
                     break
                 for ev in events:
@@ -95,11 +126,22 @@ class AsyncQueue:
                     task.add_done_callback(self._running.discard)
 
     async def _run_one(self, ev: QueuedEvent) -> None:
+        key = (ev.region, ev.function_name)
         try:
             try:
                 await self._run(ev)
+            except Throttled as exc:
+                # Held back before it is queued again, so the dispatcher cannot lease it at once.
+                self._hold(key, exc.reason)
+                await self._store.call(self._store.release_events, [ev.id])
+                held = self._backoff.get(key)
+                if held is None or held.timer is None:
+                    self._have_events.set()  # the hold ended while we released it: look again
+                return
             except Exception:  # a platform fault; the function's own errors never raise here
                 log.exception("async event failed in the platform", extra={"request_id": ev.request_id})
+            if key in self._backoff:
+                self._retry_held(key)  # it ran and is done: a slot of that function just freed
             # Only a finished run removes the event; cancellation (shutdown) or a crash before this
             # line leaves it leased, and the next start redelivers it.
             await self._store.call(self._store.finish_events, [ev.id])
@@ -107,7 +149,39 @@ class AsyncQueue:
             self._free += 1
             self._slot_freed.set()
 
+    def _hold(self, key: FunctionKey, reason: str) -> None:
+        """Skip the function's events for the next backoff interval (doubling while throttled)."""
+        b = self._backoff.get(key)
+        if b is not None and b.timer is not None:
+            return  # another of its events was throttled first: same wait
+        delay = BACKOFF_MIN_S if b is None else min(b.delay * 2, BACKOFF_MAX_S)
+        timer = asyncio.get_running_loop().call_later(delay, self._release_hold, key)
+        self._backoff[key] = _Backoff(delay=delay, timer=timer)
+        log.info(
+            "async events throttled; retrying later",
+            extra={"region": key[0], "function": key[1], "reason": reason, "retry_in_s": delay},
+        )
+
+    def _release_hold(self, key: FunctionKey) -> None:
+        b = self._backoff.get(key)
+        if b is not None:
+            b.timer = None  # the delay stays, so a new throttle doubles it
+        self._have_events.set()
+
+    def _retry_held(self, key: FunctionKey) -> None:
+        b = self._backoff.pop(key, None)
+        if b is not None and b.timer is not None:
+            b.timer.cancel()
+        self._have_events.set()
+
+    def wake(self, region: str, name: str) -> None:
+        """The function's concurrency changed (a reservation was put or removed): retry it now."""
+        self._retry_held((region, name))
+
     async def close(self) -> None:
+        for b in self._backoff.values():
+            if b.timer is not None:
+                b.timer.cancel()
         for task in [*self._tasks, *self._running]:
             task.cancel()
         for task in [*self._tasks, *self._running]:

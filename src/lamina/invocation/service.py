@@ -1,7 +1,8 @@
 """The invocation service: from a resolved function version to an outcome, sync or queued.
 
 The sync path does no database I/O: the function comes from the registry, the environment spec
-from a per-revision cache, logs go to the batched log store.
+from a per-revision cache, the concurrency lease from in-memory counters, logs go to the batched
+log store.  Queued events take the same path; a throttle sends them back to the queue.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from lamina.execution.types import (
 from lamina.functions import optdir
 from lamina.functions.codestore import CodeStore
 from lamina.functions.service import FunctionService
-from lamina.invocation.queue import AsyncQueue
+from lamina.invocation.concurrency import ConcurrencyLimiter
+from lamina.invocation.queue import AsyncQueue, Throttled
 from lamina.model.function import FunctionVersion
 from lamina.store.metadata import MetadataStore, QueuedEvent
 from lamina.telemetry.logstore import LogStore
@@ -94,8 +96,10 @@ class InvocationService:
         code: CodeStore,
         logs: LogStore,
         store: MetadataStore,
+        limiter: ConcurrencyLimiter,
     ) -> None:
         self._functions = functions
+        self._limiter = limiter
         self._engine = engine
         engine.set_log_sink(logs.put)
         self._code = code
@@ -148,7 +152,11 @@ class InvocationService:
 
     async def invoke(self, fv: FunctionVersion, inv: InvocationInput, *, tail: bool = False) -> SyncResult:
         spec = self.spec_for(fv)
-        outcome = await self._engine.invoke(spec, inv)
+        lease = self._limiter.acquire(fv.region, fv.name)  # or AWS's 429, before any work
+        try:
+            outcome = await self._engine.invoke(spec, inv)
+        finally:
+            lease.release()
         self._logs.put(spec.log_group, outcome.log_stream, outcome.log_events)
         payload, error = outcome.payload, outcome.function_error
         if len(payload) > RESPONSE_MAX:
@@ -187,7 +195,12 @@ class InvocationService:
             invoked_function_arn=ev.invoked_arn,
             client_context=ev.client_context,
         )
-        await self.invoke(fv, inv)
+        try:
+            await self.invoke(fv, inv)
+        except AwsError as exc:
+            if exc.code == "TooManyRequestsException":
+                raise Throttled(exc.fields["Reason"]) from None  # back to the queue, retried later
+            raise
 
     async def retire(self, function_arn: str) -> None:
         """After an update or delete: no old environment or cached spec may serve that function again."""

@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, tuple_, update
 
 from lamina.model.function import FunctionVersion
+from lamina.store.concurrency import ConcurrencyRows, function_concurrency
 from lamina.store.db import async_events, function_versions, functions
 from lamina.store.policy import PolicyRows
 from lamina.store.versions import VersionRows
@@ -37,7 +38,7 @@ class QueuedEvent:
     attempts: int
 
 
-class MetadataStore(VersionRows, PolicyRows):
+class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-store")
@@ -102,6 +103,11 @@ class MetadataStore(VersionRows, PolicyRows):
                 delete(functions).where(and_(functions.c.region == region, functions.c.name == name))
             )
             conn.execute(
+                delete(function_concurrency).where(
+                    and_(function_concurrency.c.region == region, function_concurrency.c.name == name)
+                )
+            )
+            conn.execute(
                 delete(async_events).where(
                     and_(async_events.c.region == region, async_events.c.function_name == name)
                 )
@@ -125,13 +131,14 @@ class MetadataStore(VersionRows, PolicyRows):
             )
         return int(res.rowcount)
 
-    def lease_events(self, limit: int) -> list[QueuedEvent]:
+    def lease_events(self, limit: int, skip: Sequence[tuple[str, str]] = ()) -> list[QueuedEvent]:
+        """The oldest queued events, leased; none of the (region, function name) pairs in ``skip``."""
+        where = async_events.c.state == "queued"
+        if skip:
+            where = and_(where, tuple_(async_events.c.region, async_events.c.function_name).not_in(skip))
         with self._engine.begin() as conn:
             rows = conn.execute(
-                select(async_events)
-                .where(async_events.c.state == "queued")
-                .order_by(async_events.c.id)
-                .limit(limit)
+                select(async_events).where(where).order_by(async_events.c.id).limit(limit)
             ).all()
             if rows:
                 conn.execute(
@@ -154,6 +161,16 @@ class MetadataStore(VersionRows, PolicyRows):
             )
             for r in rows
         ]
+
+    def release_events(self, ids: Sequence[int]) -> None:
+        """Leased events that could not start (throttled) go back to the queue; the lease that did
+        not run the function does not count as an attempt."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(async_events)
+                .where(async_events.c.id.in_(list(ids)))
+                .values(state="queued", attempts=async_events.c.attempts - 1)
+            )
 
     def finish_events(self, ids: Sequence[int]) -> None:
         with self._engine.begin() as conn:
