@@ -29,6 +29,13 @@ class Settings:
     log_level: str = "info"
     # The account's concurrent executions per region (AWS's default quota); reservations come out of it.
     account_concurrency: int = 1000
+    # Environments are admitted while the sum of their MemorySize stays within host memory x this
+    # ratio; 1.0 never overcommits (docs/execution.md, "Host capacity").
+    overcommit_ratio: float = 1.0
+    # Modules every Python zygote imports before it forks environments (e.g. ("boto3",)), and
+    # extra dirs to find them in before each interpreter's site-packages.
+    preload: tuple[str, ...] = ()
+    preload_paths: tuple[Path, ...] = ()
 
     @property
     def db_path(self) -> Path:
@@ -63,6 +70,9 @@ class Settings:
             "secret_access_key": e.get("LAMINA_SECRET_ACCESS_KEY") or None,
             "idle_timeout_s": float(e.get("LAMINA_IDLE_TIMEOUT", cls.idle_timeout_s)),
             "account_concurrency": int(e.get("LAMINA_ACCOUNT_CONCURRENCY", cls.account_concurrency)),
+            "overcommit_ratio": float(e.get("LAMINA_OVERCOMMIT_RATIO", cls.overcommit_ratio)),
+            "preload": tuple(n.strip() for n in e.get("LAMINA_PRELOAD", "").split(",") if n.strip()),
+            "preload_paths": tuple(Path(p) for p in e.get("LAMINA_PRELOAD_PATH", "").split(os.pathsep) if p),
         }
         interp = {}
         for key, val in e.items():
@@ -78,6 +88,8 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):
             raise ValueError(f"account id must be 12 digits, got {settings.account_id!r}")
+        if not settings.overcommit_ratio > 0:
+            raise ValueError(f"overcommit ratio must be positive, got {settings.overcommit_ratio}")
         if settings.account_concurrency < 1:
             raise ValueError(f"account concurrency must be at least 1, got {settings.account_concurrency}")
         return settings

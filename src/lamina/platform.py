@@ -79,7 +79,12 @@ class Platform:
         if self._lock_file is None:
             self.prepare()
         self.engine = PythonEngine(
-            runtime_dir=s.runtime_dir, idle_timeout_s=s.idle_timeout_s, interpreters=s.interpreters
+            runtime_dir=s.runtime_dir,
+            idle_timeout_s=s.idle_timeout_s,
+            interpreters=s.interpreters,
+            overcommit_ratio=s.overcommit_ratio,
+            preload=s.preload,
+            preload_paths=s.preload_paths,
         )
         await self.engine.start()
         db = await asyncio.to_thread(sqlite_engine, s.db_path)

@@ -459,7 +459,10 @@ def test_max_memory_used_counts_the_whole_process(h: Harness, code_root: Path) -
     )
     spec = make_spec(h.engine, code, memory_mb=256)
     small = h.invoke(spec, {"mb": 0})
-    assert small.max_memory_used_mb * 1024 >= result(small)  # at least the process's own peak
+    # At least the process's own peak -- give or take the kernel's accounting: ru_maxrss (what the
+    # runtime reports) reads the per-CPU-batched RSS counters, VmHWM (what the handler read) their
+    # exact sum, ~0.2 MB apart even in a bare process; whether ceil-to-MB hides that is luck.
+    assert small.max_memory_used_mb * 1024 >= result(small) - 512
     assert small.max_memory_used_mb >= 8  # an interpreter's footprint, not the 1-2 MB it allocated
     big = h.invoke(spec, {"mb": 100})
     assert big.max_memory_used_mb >= 100 + small.max_memory_used_mb - 2

@@ -14,6 +14,11 @@ executor for deleting /tmp dirs -- unbounded disk I/O with no async equivalent):
 - ``_destroy``/``_discard`` are idempotent: an environment moves to DEAD at once (so it can never
   be handed out again) and its process is disposed of (kill, wait for exit, remove cgroup and
   /tmp) in a tracked task that ``close`` awaits.
+- Host capacity (``capacity.py``): ``_admitted_mb`` is the sum of ``admitted_mb`` over the
+  environments not DEAD, plus the reservations of cold starts that have not made their
+  environment yet.  ``_admit`` checks, evicts and reserves with no ``await`` in between, so two
+  cold starts can never both take the last megabytes; ``_destroy`` gives an environment's share
+  back exactly once (it zeroes ``admitted_mb``).
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ import operator
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lamina.errors import AwsError
-from lamina.execution import catalog, interpreters, nodes, telemetry_events
+from lamina.execution import capacity, catalog, interpreters, nodes, telemetry_events
 from lamina.execution.api_environment import ApiEnvironment
+from lamina.execution.capacity import HostCapacity
 from lamina.execution.catalog import RuntimeLaunch
 from lamina.execution.cgroup import MemoryCgroups, detect_memory_root
 from lamina.execution.deadlines import Deadlines
@@ -46,7 +52,7 @@ from lamina.execution.environment import (
 )
 from lamina.execution.logs import now_ms
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
-from lamina.execution.process import EnvProcess
+from lamina.execution.process import EXIT_WAIT_S, EnvProcess
 from lamina.execution.spares import SparePool
 from lamina.execution.types import EnvironmentSpec, InvocationInput, InvocationOutcome, LogEvent, LogSink
 from lamina.execution.zygote import ExitStatus, Zygote, ZygoteError
@@ -64,6 +70,10 @@ _PLAIN_FIELDS = operator.attrgetter(
 log = logging.getLogger(__name__)
 
 
+def _last_used(env: Environment) -> float:
+    return env.last_used
+
+
 def pool_key(spec: EnvironmentSpec) -> str:
     """Specs that compare equal share environments; equal keys iff equal specs.
 
@@ -75,6 +85,25 @@ def pool_key(spec: EnvironmentSpec) -> str:
 
 
 class PythonEngine:
+    """Runs invocations in environments forked from per-interpreter zygotes.
+
+    ``overcommit_ratio``: environments are admitted while the sum of their MemorySize stays
+    within host memory x this ratio.  The default, 1.0, is the largest ratio that cannot
+    overcommit: every environment is capped by its own cgroup at its MemorySize, so together
+    they can never take more than the host has, whatever they do.  (The server, its zygotes and
+    spares -- some 100 MB -- come on top; they fit in the headroom functions leave below their
+    MemorySize, which in practice is most of it.  Below 1 reserves room for them and for other
+    work on the host even when every function uses its whole MemorySize.)  Above 1 packs more
+    environments -- an idle 128 MB Python environment really holds ~3 MB -- at the price of that
+    guarantee: if they all grew to their limits at once, the kernel's OOM killer would choose.
+    ``host_memory_mb`` overrides what ``capacity.host_memory_mb`` finds (tests).
+
+    ``preload``: modules every Python zygote imports before ``gc.freeze()``, so environments
+    fork with them already in memory, shared copy-on-write (e.g. ``boto3``).  They are looked up
+    in ``preload_paths``, then in the interpreter's own site-packages; one an interpreter lacks
+    is skipped with a warning.  See docs/execution.md ("Preloaded packages").
+    """
+
     def __init__(
         self,
         *,
@@ -84,7 +113,13 @@ class PythonEngine:
         cgroups: bool = True,
         init_timeout_s: float = INIT_TIMEOUT_S,
         spares: int = SPARES_PER_RUNTIME,
+        overcommit_ratio: float = 1.0,
+        host_memory_mb: int | None = None,
+        preload: Sequence[str] = (),
+        preload_paths: Sequence[Path] = (),
     ) -> None:
+        if overcommit_ratio <= 0:
+            raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
         self._runtime_dir = runtime_dir
         self._tmp_root = runtime_dir / "env-tmp"
         self._idle_timeout_s = idle_timeout_s
@@ -111,11 +146,19 @@ class PythonEngine:
         self._closed = False
         self._log_sink: LogSink | None = None
         self._background: set[asyncio.Task[None]] = set()  # post-invocation extension waits
+        self._overcommit_ratio = overcommit_ratio
+        self._host_memory_mb = host_memory_mb  # found by start() unless given
+        self._capacity_mb = 0  # host memory x ratio, set by start()
+        self._admitted_mb = 0  # see the invariants at the top
+        self._preload = (tuple(preload), tuple(str(p) for p in preload_paths))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._deadlines = Deadlines()
+        if self._host_memory_mb is None:
+            self._host_memory_mb = capacity.host_memory_mb()
+        self._capacity_mb = int(self._host_memory_mb * self._overcommit_ratio)
         await loop.run_in_executor(None, shutil.rmtree, self._tmp_root, True)  # ours, from a previous run
         self._tmp_root.mkdir(parents=True, exist_ok=True)
         if self._use_cgroups:
@@ -162,6 +205,17 @@ class PythonEngine:
     def environments(self) -> list[tuple[str, str, str]]:
         """(env id, function ARN, state) of every live environment (for tests and metrics)."""
         return [(e.id, e.spec.function_arn, e.state.value) for e in self._envs.values()]
+
+    def capacity(self) -> HostCapacity:
+        """What the host admits and what live environments hold (for tests and metrics)."""
+        return HostCapacity(
+            host_memory_mb=self._host_memory_mb or 0,
+            overcommit_ratio=self._overcommit_ratio,
+            total_mb=self._capacity_mb,
+            admitted_mb=self._admitted_mb,
+            environments=sum(1 for e in self._envs.values() if e.state is not EnvState.DEAD),
+            cpus=capacity.host_cpus(),
+        )
 
     async def retire(self, function_arn: str) -> None:
         for env in list(self._envs.values()):
@@ -277,22 +331,17 @@ class PythonEngine:
         self, spec: EnvironmentSpec, key: str, inv: InvocationInput, deadlines: Deadlines
     ) -> tuple[Environment, list[LogEvent], InvocationOutcome | None]:
         """A new environment through INIT: (env, its init log events, outcome if INIT failed)."""
-        self._code_parent = str(spec.code_dir.parent)
-        self._memory_mb = spec.memory_mb
+        evicted = self._admit(spec.memory_mb)  # raises the throttle: nothing to undo yet
         try:
-            proc = await self._spares.take(spec.interpreter)
-        except (ZygoteError, OSError) as exc:
-            raise AwsError("ServiceException", f"Cannot start an execution environment: {exc}") from exc
-        try:
-            if proc.cgroup is not None:
-                proc.cgroup.set_limit(spec.memory_mb)
-        except OSError as exc:
-            self._discard(proc)
-            raise AwsError("ServiceException", f"Cannot create an execution environment: {exc}") from exc
+            proc = await self._claim(spec, evicted)
+        except BaseException:
+            self._admitted_mb -= spec.memory_mb
+            raise
         if spec.command is not None or spec.extensions:
             env: Environment = ApiEnvironment(spec=spec, proc=proc, deadlines=deadlines)
         else:
             env = Environment(spec=spec, proc=proc, deadlines=deadlines)
+        env.admitted_mb = spec.memory_mb  # the reservation is the environment's now
         env.pool_key = key
         self._envs[env.id] = env
         try:
@@ -311,6 +360,56 @@ class PythonEngine:
         )
         self._destroy(env)
         return env, events, outcome
+
+    async def _claim(self, spec: EnvironmentSpec, evicted: list[Environment]) -> EnvProcess:
+        """A spare (or a new process) limited to the function's MemorySize."""
+        if evicted:
+            # Their memory is free once they have exited (SIGKILL: a millisecond or so; up to 2 s
+            # if extensions get SHUTDOWN): start this one only then, so the host never holds both.
+            await asyncio.wait([e.proc.exit_status for e in evicted], timeout=EXIT_WAIT_S)
+        self._code_parent = str(spec.code_dir.parent)
+        self._memory_mb = spec.memory_mb
+        try:
+            proc = await self._spares.take(spec.interpreter)
+        except (ZygoteError, OSError) as exc:
+            raise AwsError("ServiceException", f"Cannot start an execution environment: {exc}") from exc
+        try:
+            if proc.cgroup is not None:
+                proc.cgroup.set_limit(spec.memory_mb)
+        except OSError as exc:
+            self._discard(proc)
+            raise AwsError("ServiceException", f"Cannot create an execution environment: {exc}") from exc
+        return proc
+
+    def _admit(self, memory_mb: int) -> list[Environment]:
+        """Reserve ``memory_mb`` of host capacity, evicting idle environments LRU if need be.
+
+        Returns the evicted (the caller waits for their exit); raises the throttle if even
+        evicting every idle environment would not make room -- and then evicts none, since
+        destroying warm environments for nothing would only cost their next cold starts.
+        Spares are not counted: they run no user code, so they cannot grow past the few MB the
+        warm-up gives them (their cgroup limit is only a hint), and there are ``spares`` of
+        them per interpreter.  A claimed spare is counted at its function's MemorySize here.
+        """
+        free = self._capacity_mb - self._admitted_mb
+        evicted: list[Environment] = []
+        if memory_mb > free:
+            idle = sorted((e for pool in self._idle.values() for e in pool), key=_last_used)
+            held = self._admitted_mb - sum(e.admitted_mb for e in idle)
+            if memory_mb > self._capacity_mb - held:
+                raise capacity.host_full_error(need_mb=memory_mb, held_mb=held, capacity=self.capacity())
+            for env in idle:  # least recently used first
+                self._destroy(env)  # gives its admitted_mb back
+                evicted.append(env)
+                if memory_mb <= self._capacity_mb - self._admitted_mb:
+                    break
+            log.debug(
+                "host memory full: evicted %d idle environment(s) to admit one of %d MB",
+                len(evicted),
+                memory_mb,
+            )
+        self._admitted_mb += memory_mb
+        return evicted
 
     def _init_config(self, env: Environment) -> dict[str, Any]:
         spec = env.spec
@@ -359,7 +458,14 @@ class PythonEngine:
     def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
         if zygote is None:
-            zygote = Zygote(interpreter=interpreter, bootstrap=BOOTSTRAP, on_exit=self._on_exit)
+            names, paths = self._preload
+            zygote = Zygote(
+                interpreter=interpreter,
+                bootstrap=BOOTSTRAP,
+                on_exit=self._on_exit,
+                preload=names,
+                preload_paths=paths,
+            )
             self._zygotes[interpreter] = zygote
         return zygote
 
@@ -383,6 +489,8 @@ class PythonEngine:
                 pool.remove(env)
         if env.state is not EnvState.DEAD:
             env.transition(EnvState.DEAD)
+        self._admitted_mb -= env.admitted_mb
+        env.admitted_mb = 0
         self._discard(env.proc, env)
 
     def _discard(self, proc: EnvProcess, env: Environment | None = None) -> None:

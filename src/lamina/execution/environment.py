@@ -154,6 +154,7 @@ class Environment:
         self.init_ms: float | None = None  # reported by the first invocation, then cleared
         self.rss_kb = 0  # the process's VmHWM (ru_maxrss), reported with every frame
         self.oom_by_watch = False
+        self.admitted_mb = 0  # host capacity it holds (the engine's accounting; 0 once DEAD)
         self._deadlines = deadlines
         self._timeout_s = float(spec.timeout_s)
 

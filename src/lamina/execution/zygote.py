@@ -1,8 +1,9 @@
 """One zygote per interpreter: a pre-started bootstrap that forks environments on request.
 
 Control socket: SOCK_SEQPACKET (one JSON message per packet; spawn requests carry the env's
-channel end and log-pipe write end via SCM_RIGHTS).  Zygote -> engine: ``hello``, ``spawned``
-(env id -> pid) and ``exit`` (env id, pid, code or signal) for every child it reaps.
+channel end and log-pipe write end via SCM_RIGHTS).  Zygote -> engine: ``hello`` (with the
+modules it preloaded and those it could not), ``spawned`` (env id -> pid) and ``exit`` (env id,
+pid, code or signal) for every child it reaps.  What to preload is its last argument (JSON).
 
 Concurrency invariants: everything runs on the event loop; the control socket is read by a loop
 reader callback.  ``_live`` holds env ids spawned and not yet reported exited: when the zygote
@@ -21,7 +22,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,22 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 
 
 class Zygote:
-    def __init__(self, *, interpreter: str, bootstrap: Path, on_exit: ExitCallback) -> None:
+    def __init__(
+        self,
+        *,
+        interpreter: str,
+        bootstrap: Path,
+        on_exit: ExitCallback,
+        preload: Sequence[str] = (),
+        preload_paths: Sequence[str] = (),
+    ) -> None:
         self.interpreter = interpreter
         self.bootstrap = bootstrap
+        # Imported by the zygote before gc.freeze(): every environment forks with them in memory
+        self.preload = list(preload)
+        self.preload_paths = list(preload_paths)
+        self.preloaded: list[str] = []  # what the running zygote did import (its hello says)
+        self._warned: set[str] = set()  # modules whose failure to preload was logged already
         self.state = ZygoteState.DEAD
         self.pid: int | None = None
         self._on_exit = on_exit
@@ -112,6 +126,8 @@ class Zygote:
         child_fd = theirs.fileno()
         try:
             argv = [self.interpreter, "-I", "-S", str(self.bootstrap), "zygote", "3"]
+            if self.preload:
+                argv.append(json.dumps({"preload": self.preload, "preload_paths": self.preload_paths}))
             actions: list[tuple[Any, ...]] = [
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, child_fd, 3),
@@ -205,7 +221,17 @@ class Zygote:
                 self._live.discard(env_id)
                 self._on_exit(env_id, ExitStatus(code=msg.get("code"), signal=msg.get("signal")))
         elif kind == "hello" and self._hello is not None and not self._hello.done():
+            self._preload_report(msg)
             self._hello.set_result(msg)
+
+    def _preload_report(self, msg: dict[str, Any]) -> None:
+        """Log once per module (not at every restart) what this interpreter could not preload."""
+        self.preloaded = [str(name) for name in msg.get("preloaded") or ()]
+        skipped = msg.get("skipped") or {}
+        for name, reason in skipped.items():
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning("%s cannot preload %r, skipped: %s", self.interpreter, name, reason)
 
     def _lost(self) -> None:
         """Control socket EOF: the zygote is gone; so are its children (PDEATHSIG)."""

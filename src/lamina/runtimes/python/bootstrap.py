@@ -5,7 +5,8 @@ This file runs INSIDE the function's interpreter (CPython 3.11-3.14), started by
 import lamina: the target interpreter has neither lamina nor its dependencies.
 
 Roles
-- zygote: pre-imports what the runtime needs, then loops on its control socket (SOCK_SEQPACKET):
+- zygote: pre-imports what the runtime needs (and the packages configured to be preloaded, see
+  ``preload_modules``), then loops on its control socket (SOCK_SEQPACKET):
   a ``spawn`` message carries a JSON description plus two fds (the environment's channel end and
   the write end of its log pipe) via SCM_RIGHTS; the zygote forks, answers ``spawned`` with the
   pid, reaps its children on SIGCHLD and reports every ``exit`` so the engine can tell
@@ -422,14 +423,19 @@ def private_tmp(libc, tmp_dir):
     return True, host_tmp
 
 
+def bind_back(libc, host_tmp, path):
+    """Bind ``path`` (under the host's /tmp) at the same place in our private /tmp."""
+    os.makedirs(path, exist_ok=True)
+    source = f"/proc/self/fd/{host_tmp}/{path.removeprefix('/tmp/')}".encode()
+    return libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None) == 0
+
+
 def keep_task_root(libc, host_tmp, task_root):
     """Bind a task root under the host's /tmp back at the same path in the private /tmp."""
     try:
         if not task_root.startswith("/tmp/"):
             return True
-        os.makedirs(task_root, exist_ok=True)
-        source = f"/proc/self/fd/{host_tmp}/{task_root.removeprefix('/tmp/')}".encode()
-        if libc.mount(source, task_root.encode(), None, MS_BIND | MS_REC, None) == 0:
+        if bind_back(libc, host_tmp, task_root):
             return True
         libc.umount2(b"/tmp", MNT_DETACH)  # the host's /tmp again (and TMPDIR): the code stays visible
         return False
@@ -482,7 +488,7 @@ def set_stdio(log_fd):
     )
 
 
-def prepare_spare(cfg, libc, log_fd):
+def prepare_spare(cfg, libc, log_fd, preloaded):
     """Everything that does not depend on the function: done before a function needs it.
 
     Order matters: cgroup first, so all later memory counts.  Returns ``private_tmp``'s answer.
@@ -495,6 +501,11 @@ def prepare_spare(cfg, libc, log_fd):
         os._exit(70)
     os.setsid()  # own process group: the engine can kill the env and its children at once
     tmp = private_tmp(libc, cfg["tmp_dir"])
+    if tmp[0]:
+        for path in preloaded.paths:  # a preloaded package's lazy imports must still find it
+            if path.startswith("/tmp/"):
+                with contextlib.suppress(OSError):
+                    bind_back(libc, tmp[1], path)
     parent = cfg.get("code_parent")
     if tmp[0] and parent and parent.startswith("/tmp/"):
         # Code under /tmp is bound back in our /tmp (keep_task_root) onto a dir made in it; its
@@ -529,7 +540,7 @@ def warm_up():
     SCAN(FRAME_JSON.encode(header), 0)
 
 
-def specialise(cfg, libc, tmp, stdlib_paths):
+def specialise(cfg, libc, tmp, stdlib_paths, preloaded):
     """Become the function's environment: /tmp, variables, cwd, import path."""
     private, host_tmp = tmp
     opt_dir = cfg.get("opt_dir")
@@ -548,8 +559,79 @@ def specialise(cfg, libc, tmp, stdlib_paths):
     os.environ.update(env)
     time.tzset()
     os.chdir(cfg["task_root"])
-    sys.path[:] = [cfg["task_root"], *extra_paths, *stdlib_paths]
+    sys.path[:] = [cfg["task_root"], *extra_paths, *stdlib_paths, *preloaded.paths]
+    if preloaded.modules and shadows_preloaded(preloaded, [cfg["task_root"], *extra_paths]):
+        for name in preloaded.modules:  # it imports exactly as it would without preloading
+            sys.modules.pop(name, None)
     return private
+
+
+class Preloaded:
+    """What the zygote imported for ``preload`` (``preload_modules``), shared by every fork."""
+
+    __slots__ = ("modules", "paths", "skipped", "top_names")
+
+    def __init__(self, modules=(), paths=(), skipped=None):
+        self.modules = frozenset(modules)  # every name preloading added to sys.modules
+        self.top_names = frozenset(name.partition(".")[0] for name in self.modules)
+        self.paths = list(paths)  # where they came from: last on environments' sys.path
+        self.skipped = skipped or {}  # requested name -> why it could not be imported
+
+
+def preload_modules(names, paths):
+    """Import ``names`` in the zygote, before gc.freeze(): every environment forks with them.
+
+    Looked up in ``paths``, then the interpreter's own site-packages (not on sys.path: -S), both
+    after the stdlib.  A module that fails to import is skipped, never fatal.  The dirs that
+    provided any module stay on sys.path, last, in the zygote and in environments: a preloaded
+    package's lazy imports (boto3 imports s3transfer only for S3) must still resolve, and a
+    function's own copy (task root, layers) comes first, as /var/runtime's boto3 does on AWS.
+    """
+    if not names:
+        return Preloaded()
+    import site  # with -S this changes nothing (3.3+): it only says where site-packages is
+
+    search = []
+    for path in [*paths, *site.getsitepackages()]:
+        path = os.path.abspath(path)
+        if os.path.isdir(path) and path not in search and path not in sys.path:
+            search.append(path)
+    sys.path.extend(search)
+    before = set(sys.modules)
+    skipped = {}
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit) as exc:
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+    added = [name for name in sys.modules if name not in before]
+    files = [getattr(sys.modules[name], "__file__", None) or "" for name in added]
+    used = [d for d in search if any(f.startswith(d + os.sep) for f in files)]
+    sys.path[:] = [p for p in sys.path if p not in search or p in used]
+    return Preloaded(added, used, skipped)
+
+
+def shadows_preloaded(preloaded, own_dirs):
+    """Do the function's code or layers provide a module (top-level name) preloading brought in?
+
+    If so, every preloaded module is dropped from this environment's sys.modules, not only
+    that one: a preloaded boto3 holds the preloaded botocore, so keeping it beside the zip's
+    botocore would mix versions.  One listdir per dir; the import system only for a name that
+    matches (a namespace-package dir alone does not shadow a regular package).
+    """
+    import importlib.machinery  # only with preloading: not in the zygote's heap otherwise
+
+    names = set()
+    for path in own_dirs:
+        try:
+            names.update(entry.partition(".")[0] for entry in os.listdir(path))
+        except OSError:
+            continue
+    for name in names & preloaded.top_names:
+        spec = importlib.machinery.PathFinder.find_spec(name, own_dirs)
+        if spec is not None and spec.origin is not None:
+            return True
+    return False
 
 
 def escapes_unicode(execution_env):
@@ -559,11 +641,11 @@ def escapes_unicode(execution_env):
     return not (minor.isdigit() and int(minor) >= 12)
 
 
-def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths):
+def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths, preloaded):
     chan = Channel(chan_fd)
     logs = LogPipe(log_fd)
     try:
-        tmp = prepare_spare(spawn_cfg, libc, log_fd)
+        tmp = prepare_spare(spawn_cfg, libc, log_fd, preloaded)
     except Exception as exc:
         chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
         return 70
@@ -573,7 +655,7 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths):
     cfg = header["cfg"]
     cfg["tmp_dir"] = spawn_cfg["tmp_dir"]
     try:
-        private = specialise(cfg, libc, tmp, stdlib_paths)
+        private = specialise(cfg, libc, tmp, stdlib_paths, preloaded)
     except Exception as exc:
         chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
         return 70
@@ -701,12 +783,14 @@ def invoke(handler, header, payload, encoder):
 
 # ----------------------------------------------------------------------------- zygote
 class Zygote:
-    def __init__(self, control_fd):
+    def __init__(self, control_fd, options):
         self.ctl = socket.socket(fileno=control_fd)
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.children = {}  # pid -> env id
         self.state = RequestState()
-        self.stdlib_paths = list(sys.path)
+        self.stdlib_paths = list(sys.path)  # before preloading appends its dirs
+        self.options = options
+        self.preloaded = Preloaded()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -723,9 +807,14 @@ class Zygote:
         setup_logging(self.state)
         self.selector.register(self.ctl, selectors.EVENT_READ)
         self.selector.register(self.wake_r, selectors.EVENT_READ)
+        names = self.options.get("preload") or ()
+        self.preloaded = preload_modules(names, self.options.get("preload_paths") or ())
         gc.collect()
         gc.freeze()  # keep the pre-imported heap shared (copy-on-write) across forks
-        self.send({"t": "hello", "pid": os.getpid(), "version": list(sys.version_info[:2])})
+        hello = {"t": "hello", "pid": os.getpid(), "version": list(sys.version_info[:2])}
+        hello["preloaded"] = [name for name in names if name not in self.preloaded.skipped]
+        hello["skipped"] = self.preloaded.skipped
+        self.send(hello)
         while True:
             for key, _ in self.selector.select():
                 if key.fileobj is self.ctl:
@@ -770,7 +859,9 @@ class Zygote:
             self.ctl.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
-            code = run_environment(cfg, chan_fd, log_fd, self.state, self.libc, self.stdlib_paths)
+            code = run_environment(
+                cfg, chan_fd, log_fd, self.state, self.libc, self.stdlib_paths, self.preloaded
+            )
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:
@@ -878,11 +969,13 @@ def run_api_client(address):
 
 def main(argv):
     if len(argv) >= 3 and argv[1] == "zygote":
-        Zygote(int(argv[2])).serve()
+        Zygote(int(argv[2]), json.loads(argv[3]) if len(argv) > 3 else {}).serve()
         return 0
     if len(argv) == 1 and os.environ.get("AWS_LAMBDA_RUNTIME_API"):
         return run_api_client(os.environ["AWS_LAMBDA_RUNTIME_API"])
-    sys.stderr.write("usage: bootstrap.py zygote <control fd>  (or, in an environment: bootstrap.py)\n")
+    sys.stderr.write(
+        "usage: bootstrap.py zygote <control fd> [<options JSON>]  (or, in an environment: bootstrap.py)\n"
+    )
     return 2
 
 
