@@ -2,11 +2,13 @@
 
     python bench/run.py                 # everything, 3 rounds (make bench)
     python bench/run.py --quick         # one short round of each, for a smoke check
-    python bench/run.py --only warm     # warm | alias | throughput | cold (repeatable)
+    python bench/run.py --only warm     # warm | alias | throughput | cold | runtimes (repeatable)
 
 Figures (see docs/benchmarks.md): warm invoke p50/p99 over one keep-alive connection, sync
 throughput with wrk at 16 connections, cold start p50 of freshly created functions; "alias" is the
-warm invoke through an alias with a routing weight beside the same function's plain warm invoke.  Each is the
+warm invoke through an alias with a routing weight beside the same function's plain warm invoke;
+"runtimes" is cold and warm p50 of nodejs20.x and a provided.al2023 bootstrap over the Runtime API,
+beside the floors of exec'ing the same binary bare and of one HTTP round trip on loopback.  Each is the
 median over rounds of the per-round statistic; rounds alternate lamina and floor so drift in the
 machine's load hits both.  Prints a table, writes bench/results/latest.json, exits 1 when a target
 is missed or a figure could not be measured (errors are never benchmarked).
@@ -50,13 +52,26 @@ from client import (  # noqa: E402
     summarize,
 )
 from floor import FloorProcess  # noqa: E402
-from lamina_server import NOOP_SOURCE, LaminaServer  # noqa: E402
+from lamina_server import NOOP_SOURCE, ROLE, LaminaServer  # noqa: E402
+from runtimes_bench import (  # noqa: E402
+    NODE_HANDLER,
+    NODE_HOP_CLIENT,
+    CustomBootstrap,
+    HopServer,
+    build_bootstrap,
+    cpu_ns,
+    find_node20,
+    function_zip,
+    hop_round_trips,
+    spawn_wait_ms,
+)
 
 RESULTS = BENCH_DIR / "results" / "latest.json"
 LUA_SCRIPT = BENCH_DIR / "invoke.lua"
 RUNTIME = "python3.11"
 INIT_RE = re.compile(r"Init Duration: ([0-9.]+) ms")
 WRK_RE = re.compile(r"BENCH_RESULT (.*)")
+NOTES: list[str] = []  # printed under the table and kept in the JSON (e.g. a runtime skipped)
 
 
 def log(msg: str) -> None:
@@ -73,6 +88,9 @@ class Config:
     wrk_connections: int
     wrk_threads: int
     cold_functions: int
+    runtime_cold_samples: int  # cold starts per runtime per round
+    exec_samples: int  # bare execs per binary per round
+    hop_requests: int  # timed HTTP round trips per hop floor per round
 
     @classmethod
     def full(cls) -> Config:
@@ -85,6 +103,9 @@ class Config:
             wrk_connections=16,
             wrk_threads=2,
             cold_functions=20,
+            runtime_cold_samples=20,
+            exec_samples=30,
+            hop_requests=3000,
         )
 
     @classmethod
@@ -98,6 +119,9 @@ class Config:
             wrk_connections=16,
             wrk_threads=2,
             cold_functions=5,
+            runtime_cold_samples=5,
+            exec_samples=10,
+            hop_requests=500,
         )
 
 
@@ -111,6 +135,8 @@ class Figure:
     # The target on lamina/floor: ("<=", 3.0) means ratio <= 3.0; None: reported for information.
     target_op: str | None = None
     target: float | None = None
+    # True: the target applies to the lamina figure itself, in ``unit`` (e.g. <= 0.2 ms), not a ratio.
+    absolute: bool = False
     error: str | None = None
     rounds: dict[str, list[Any]] = field(default_factory=dict)
     # lamina/floor of each round, both measured back to back: robust to the machine's slow drifts.
@@ -126,6 +152,8 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
+        if self.absolute:
+            return None
         if self.paired_ratios:
             return statistics.median(self.paired_ratios)
         if self.lamina is None or self.floor is None or self.floor == 0:
@@ -138,7 +166,7 @@ class Figure:
             return False
         if self.target_op is None or self.target is None:
             return None
-        ratio = self.ratio
+        ratio = self.lamina if self.absolute else self.ratio
         if ratio is None:
             return False
         ops: dict[str, Callable[[float, float], bool]] = {
@@ -152,6 +180,8 @@ class Figure:
     def target_text(self) -> str:
         if self.target_op is None or self.target is None:
             return "-"
+        if self.absolute:
+            return f"{self.target_op} {self.target:g} {self.unit}"
         return f"{self.target_op} {self.target:g}x"
 
     def as_json(self) -> dict[str, Any]:
@@ -675,6 +705,381 @@ def bench_cold(cfg: Config, server: LaminaServer, tmp: Path) -> list[Figure]:
     return figures
 
 
+# --------------------------------------------------------------------------- 4. exec'd runtimes
+PROVIDED = "provided.al2023"
+NODE = "nodejs20.x"
+RT_FUNCTIONS = {RUNTIME: "bench-rt-python", NODE: "bench-rt-node", PROVIDED: "bench-rt-provided"}
+RUNTIME_API_TARGET_MS = 0.2
+# Untimed invokes of each function before the first round: node's JIT takes a few thousand
+# invokes to settle (its first 3000 run ~10 % slower), which would otherwise skew round 1 and --quick.
+RT_PRIME_INVOKES = 2000
+ECHO_PROBE = b'{"bench":"echo"}'
+
+
+@dataclass
+class RuntimeUnderTest:
+    """One exec'd runtime of the runtimes figure, and what its floors run."""
+
+    runtime: str
+    label: str  # what serves it: the node, or how the bootstrap was built
+    code: bytes
+    handler: str
+    bare_argv: list[str]  # the floor of exec'ing the same binary bare
+    bare_text: str
+    hop_client: Callable[[int, int, int], list[str]]  # (port, count, warmup) -> argv
+    hop_text: str
+
+
+def runtimes_under_test(tmp: Path) -> tuple[list[RuntimeUnderTest], CustomBootstrap]:
+    boot = build_bootstrap(tmp)
+    if boot.native:
+        log(f"runtimes: {PROVIDED} bootstrap built from bench/runtimes/bootstrap.c ({boot.label})")
+    else:
+        NOTES.append(f"{PROVIDED}: the bootstrap is the Python stand-in, not C: {boot.label}")
+        log(f"runtimes: {NOTES[-1]}")
+    under_test = [
+        RuntimeUnderTest(
+            runtime=PROVIDED,
+            label=boot.label,
+            code=function_zip({"bootstrap": (boot.path.read_bytes(), 0o755)}),
+            handler="bootstrap",
+            bare_argv=boot.bare_argv(),
+            bare_text="bootstrap --bare" if boot.native else "Python bootstrap --bare",
+            hop_client=boot.hop_client_argv,
+            hop_text="C client" if boot.native else "Python client",
+        )
+    ]
+    node, why = find_node20()
+    if node is None:
+        NOTES.append(f"{NODE} skipped: {why}")
+        log(f"runtimes: {NOTES[-1]}")
+    else:
+        log(f"runtimes: {NODE} on {node}")
+        under_test.insert(
+            0,
+            RuntimeUnderTest(
+                runtime=NODE,
+                label=node,
+                code=function_zip({"index.js": (NODE_HANDLER.encode(), 0o644)}),
+                handler="index.handler",
+                bare_argv=[node, "-e", "0"],
+                bare_text="node -e 0",
+                hop_client=lambda port, n, w: [node, str(NODE_HOP_CLIENT), str(port), str(n), str(w)],
+                hop_text="node http Agent",
+            ),
+        )
+    return under_test, boot
+
+
+def create_function(client: Any, name: str, rt: RuntimeUnderTest) -> None:
+    client.create_function(
+        FunctionName=name,
+        Runtime=rt.runtime,
+        Role=ROLE,
+        Handler=rt.handler,
+        Code={"ZipFile": rt.code},
+        Timeout=30,
+    )
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+
+
+def echo_problem(server: LaminaServer, name: str, expect: bytes | None) -> str | None:
+    """One invoke with a small event: None when it answers 200 with ``expect`` (if given)."""
+    req = sign_invoke(server.endpoint, name, server.access_key, server.secret_key, payload=ECHO_PROBE)
+    try:
+        with KeepAliveClient("127.0.0.1", server.port, timeout=60.0) as conn:
+            resp = conn.send(req.raw)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    problem = resp.problem()
+    if problem is None and expect is not None and resp.body != expect:
+        problem = f"expected the event back, got {resp.body[:200]!r}"
+    return problem
+
+
+def wait_updated(client: Any, name: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = client.get_function_configuration(FunctionName=name).get("LastUpdateStatus")
+        if status == "Successful":
+            return
+        if status == "Failed" or time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: LastUpdateStatus {status}")
+        time.sleep(0.01)
+
+
+def runtime_cold_round(
+    server: LaminaServer, client: Any, name: str, count: int
+) -> tuple[list[float], list[float], str | None]:
+    """``count`` cold starts of one function: each after UpdateFunctionConfiguration (a changed
+    variable retires the warm environment), timed from the invoke's send to its response."""
+    req = sign_invoke(server.endpoint, name, server.access_key, server.secret_key, log_tail=True)
+    latencies: list[float] = []
+    inits: list[float] = []
+    tag = uuid.uuid4().hex[:8]
+    try:
+        with KeepAliveClient("127.0.0.1", server.port, timeout=60.0) as conn:
+            conn.send(b"GET /_lamina/health HTTP/1.1\r\nHost: bench\r\n\r\n")
+            for i in range(count):
+                client.update_function_configuration(
+                    FunctionName=name, Environment={"Variables": {"BENCH_COLD": f"{tag}-{i}"}}
+                )
+                wait_updated(client, name)
+                time.sleep(0.05)  # let the retired environment's teardown settle
+                t0 = time.perf_counter()
+                resp = conn.send(req.raw)
+                ms = (time.perf_counter() - t0) * 1000
+                problem = resp.problem()
+                if problem is not None:
+                    return latencies, inits, f"cold invoke {i + 1}: {problem}"
+                tail = base64.b64decode(resp.headers.get("x-amz-log-result", "")).decode(errors="replace")
+                m = INIT_RE.search(tail)
+                if m is None:
+                    return latencies, inits, f"cold invoke {i + 1} was not cold (no Init Duration): {tail!r}"
+                latencies.append(ms)
+                inits.append(float(m.group(1)))
+    except (OSError, RuntimeError) as exc:
+        return latencies, inits, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # boto3's ClientError and friends: reported, never benchmarked
+        return latencies, inits, f"{type(exc).__name__}: {exc}"
+    return latencies, inits, None
+
+
+def bench_runtimes(cfg: Config, server: LaminaServer, tmp: Path, *, pin: bool = True) -> list[Figure]:
+    """Warm and cold p50 of nodejs20.x and provided.al2023 beside their floors (docs/benchmarks.md)."""
+    workdir = tmp / "runtimes"
+    workdir.mkdir()
+    under_test, boot = runtimes_under_test(workdir)
+    client = server.client()
+    errors: dict[str, str] = {}  # runtime (or "hop") -> what went wrong
+    for rt in [None, *under_test]:
+        runtime = RUNTIME if rt is None else rt.runtime
+        name = RT_FUNCTIONS[runtime]
+        try:
+            if rt is None:
+                server.create_noop(client, name, runtime=RUNTIME)
+                client.get_waiter("function_active_v2").wait(FunctionName=name)
+            else:
+                create_function(client, name, rt)
+                create_function(client, name + "-cold", rt)
+        except Exception as exc:  # reported as the figure's error, never benchmarked
+            errors[runtime] = f"setup: {type(exc).__name__}: {exc}"
+            continue
+        for _ in range(3):  # the first is the cold start; then it is warm
+            problem = echo_problem(server, name, None if rt is None else ECHO_PROBE)
+            if problem is not None:
+                errors[runtime] = f"warm-up invoke failed: {problem}"
+                break
+    hop = HopServer(boot.hop_server_argv())
+    try:
+        hop.start()
+    except (OSError, RuntimeError) as exc:
+        errors["hop"] = f"hop server: {exc}"
+    try:
+        warm, hops, cpu, placement = runtime_warm_rounds(cfg, server, hop, under_test, errors, pin=pin)
+    finally:
+        hop.stop()
+    cold, inits, bare = runtime_cold_rounds(cfg, server, client, under_test, errors)
+
+    figures: list[Figure] = []
+    py_warm = warm[RUNTIME]
+    for rt in under_test:
+        r = rt.runtime
+        vs_py = Figure(f"rt_{r}_warm_p50_ms", f"{r} warm p50 / python3.11 warm p50", "ms")
+        hop_fig = Figure(f"rt_{r}_hop_p50_ms", f"{r} floor: 1 HTTP round trip ({rt.hop_text})", "ms")
+        over = Figure(
+            f"rt_{r}_runtime_api_overhead_ms",
+            f"{r} Runtime API overhead (warm - py - hop)",
+            "ms",
+            target_op="<=",
+            target=RUNTIME_API_TARGET_MS,
+            absolute=True,
+        )
+        cpu_fig = Figure(f"rt_{r}_lamina_cpu_us", f"{r} lamina CPU per warm invoke / python3.11's", "us")
+        cold_fig = Figure(f"rt_{r}_cold_p50_ms", f"{r} cold p50 / floor: exec `{rt.bare_text}`", "ms")
+        init_fig = Figure(f"rt_{r}_cold_init_p50_ms", f"{r} cold Init Duration p50 (REPORT)", "ms")
+        for f in (vs_py, hop_fig, over, cpu_fig):
+            f.rounds["placement"] = [placement]
+        vs_py.rounds["served_by"] = [rt.label]
+        vs_py.set_from_rounds(warm[r], py_warm)
+        hop_fig.floor = statistics.median(hops[r]) if hops[r] else None
+        hop_fig.rounds = {"floor": [round(v, 4) for v in hops[r]]}
+        n = min(len(warm[r]), len(py_warm), len(hops[r]))
+        per_round = [warm[r][i] - py_warm[i] - hops[r][i] for i in range(n)]
+        over.rounds = {
+            "lamina": [round(v, 4) for v in per_round],
+            "warm": [round(v, 4) for v in warm[r]],
+            "python3.11_warm": [round(v, 4) for v in py_warm],
+            "hop": [round(v, 4) for v in hops[r]],
+        }
+        over.lamina = statistics.median(per_round) if per_round else None
+        over.floor = hop_fig.floor
+        # lamina's own side of the Runtime API against its private channel: server CPU per invoke.
+        cpu_fig.set_from_rounds([a for a, _ in cpu[r]], [a for a, _ in cpu[RUNTIME]])
+        cpu_fig.rounds["environment_us"] = [round(b, 1) for _, b in cpu[r]]
+        cpu_fig.rounds["python3.11_environment_us"] = [round(b, 1) for _, b in cpu[RUNTIME]]
+        cold_fig.set_from_rounds(
+            [statistics.median(x) for x in cold[r] if x], [statistics.median(x) for x in bare[r] if x]
+        )
+        cold_fig.rounds["lamina_all_ms"] = [[round(v, 3) for v in x] for x in cold[r]]
+        cold_fig.rounds["floor_all_ms"] = [[round(v, 3) for v in x] for x in bare[r]]
+        init_rounds = [statistics.median(x) for x in inits[r] if x]
+        init_fig.rounds = {"lamina": [round(v, 3) for v in init_rounds]}
+        init_fig.lamina = statistics.median(init_rounds) if init_rounds else None
+        # Each figure carries the errors of what it was computed from.
+        sources = {
+            "warm": (r, RUNTIME),
+            "hop": ("hop",),
+            "over": (r, RUNTIME, "hop"),
+            "cold": (r, f"{r} cold", f"{r} floor"),
+        }
+        for f, src in (
+            (vs_py, "warm"),
+            (hop_fig, "hop"),
+            (over, "over"),
+            (cpu_fig, "warm"),
+            (cold_fig, "cold"),
+            (init_fig, "cold"),
+        ):
+            relevant = {k: v for k, v in errors.items() if k in sources[src]}
+            if relevant:
+                f.error = "; ".join(f"{k}: {v}" for k, v in relevant.items())
+        figures += [vs_py, hop_fig, over, cpu_fig, cold_fig, init_fig]
+    breakdown = [
+        f"{side} {statistics.median(a for a, _ in rs):.0f} + {statistics.median(b for _, b in rs):.0f}"
+        for side, rs in cpu.items()
+        if rs
+    ]
+    if breakdown:
+        NOTES.append(
+            "CPU per warm invoke, lamina server + the function's environment (us, median over rounds): "
+            + "; ".join(breakdown)
+        )
+    return figures
+
+
+def runtime_warm_rounds(
+    cfg: Config,
+    server: LaminaServer,
+    hop: HopServer,
+    under_test: list[RuntimeUnderTest],
+    errors: dict[str, str],
+    *,
+    pin: bool,
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[tuple[float, float]]], str]:
+    """Warm p50 per round of python3.11 and each runtime (the warm figure's client and path), and
+    the p50 of each runtime's hop floor, all in the same rounds: (warm, hops, cpu, placement).
+
+    ``cpu[runtime]``: per round, the CPU microseconds per invoke of lamina's server process and of
+    everything it spawned (the function's environment; idle zygotes and spares add ~0).  On the
+    pinned layout server and environment share one CPU, so the two add up to the warm p50.
+    """
+    raws = {
+        r: sign_invoke(server.endpoint, name, server.access_key, server.secret_key).raw
+        for r, name in RT_FUNCTIONS.items()
+    }
+    sides = [RUNTIME, *(rt.runtime for rt in under_test)]
+    warm: dict[str, list[float]] = {s: [] for s in sides}
+    cpu: dict[str, list[tuple[float, float]]] = {s: [] for s in sides}
+    hops: dict[str, list[float]] = {rt.runtime: [] for rt in under_test}
+    server_pid = server.proc.pid if server.proc is not None else 0
+    roots = [p for p in (server_pid, hop.pid) if p]
+    with pinned(pin, roots) as placement:
+        log(f"runtimes warm: {placement}")
+        # The hop floor runs where lamina's environments run (the "server" CPUs when pinned).
+        hop_cpus = os.sched_getaffinity(hop.pid) if pin and hop.pid is not None else None
+        for side in sides:
+            if side not in errors:
+                err = replay_error(replay("127.0.0.1", server.port, raws[side], RT_PRIME_INVOKES))
+                if err is not None:
+                    errors[side] = f"untimed warm-up: {err}"
+        for r in range(cfg.warm_rounds):
+            k = r % len(sides)
+            for side in sides[k:] + sides[:k]:  # each goes first in turn
+                if side in errors:
+                    continue
+                tree = process_tree(server_pid) if server_pid else []
+                before = cpu_ns(tree)
+                result = replay(
+                    "127.0.0.1", server.port, raws[side], cfg.warm_requests, warmup=cfg.warm_warmup
+                )
+                after = cpu_ns(tree)
+                err = replay_error(result)
+                if err is not None:
+                    errors[side] = f"round {r + 1}: {err}"
+                    continue
+                s = summarize(result.latencies_ms)
+                warm[side].append(s["p50"])
+                invokes = cfg.warm_requests + cfg.warm_warmup
+                spent = {p: after[p] - before[p] for p in after}
+                server_us = spent.pop(server_pid, 0) / invokes / 1000
+                env_us = sum(spent.values()) / invokes / 1000
+                cpu[side].append((server_us, env_us))
+                log(
+                    f"runtimes warm round {r + 1} {side:15s} p50={s['p50']:.3f} ms p99={s['p99']:.3f} ms; "
+                    f"CPU per invoke: lamina {server_us:.0f} us + environment {env_us:.0f} us"
+                )
+            for rt in under_test:
+                if "hop" in errors:
+                    break
+                try:
+                    argv = rt.hop_client(hop.port, cfg.hop_requests, max(1000, cfg.hop_requests // 3))
+                    trips = hop_round_trips(argv, hop_cpus)
+                except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                    errors["hop"] = f"round {r + 1}, {rt.hop_text}: {exc}"
+                    break
+                s = summarize(trips)
+                hops[rt.runtime].append(s["p50"])
+                log(f"runtimes hop  round {r + 1} {rt.hop_text:15s} p50={s['p50']:.4f} ms n={int(s['n'])}")
+    return warm, hops, cpu, placement
+
+
+def runtime_cold_rounds(
+    cfg: Config, server: LaminaServer, client: Any, under_test: list[RuntimeUnderTest], errors: dict[str, str]
+) -> tuple[dict[str, list[list[float]]], dict[str, list[list[float]]], dict[str, list[list[float]]]]:
+    """Cold starts and bare execs, alternating per round (unpinned, like the cold figure)."""
+    cold: dict[str, list[list[float]]] = {rt.runtime: [] for rt in under_test}
+    inits: dict[str, list[list[float]]] = {rt.runtime: [] for rt in under_test}
+    bare: dict[str, list[list[float]]] = {rt.runtime: [] for rt in under_test}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMINA_", "AWS_", "NODE_"))}
+    for rt in under_test:  # untimed: page cache, node's code cache
+        try:
+            spawn_wait_ms(rt.bare_argv, env)
+        except (OSError, subprocess.SubprocessError) as exc:
+            errors[f"{rt.runtime} floor"] = f"`{rt.bare_text}` failed: {exc}"
+    for r in range(cfg.rounds):
+        for rt in under_test:
+            for side in alternate(r):
+                if side == "floor" and f"{rt.runtime} floor" not in errors:
+                    samples = []
+                    try:
+                        for _ in range(cfg.exec_samples):
+                            time.sleep(0.01)
+                            samples.append(spawn_wait_ms(rt.bare_argv, env))
+                    except (OSError, subprocess.SubprocessError) as exc:
+                        errors[f"{rt.runtime} floor"] = f"round {r + 1}: `{rt.bare_text}` failed: {exc}"
+                        continue
+                    bare[rt.runtime].append(samples)
+                    log(
+                        f"runtimes cold round {r + 1} {rt.runtime:15s} floor  `{rt.bare_text}` "
+                        f"p50={statistics.median(samples):.2f} ms n={len(samples)}"
+                    )
+                elif side == "lamina" and not {rt.runtime, f"{rt.runtime} cold"} & errors.keys():
+                    name = RT_FUNCTIONS[rt.runtime] + "-cold"
+                    lat, init_ms, err = runtime_cold_round(server, client, name, cfg.runtime_cold_samples)
+                    if err is not None:
+                        errors[f"{rt.runtime} cold"] = f"round {r + 1}: {err}"
+                        continue
+                    cold[rt.runtime].append(lat)
+                    inits[rt.runtime].append(init_ms)
+                    log(
+                        f"runtimes cold round {r + 1} {rt.runtime:15s} lamina "
+                        f"p50={statistics.median(lat):.2f} ms "
+                        f"(Init Duration p50={statistics.median(init_ms):.2f} ms) n={len(lat)}"
+                    )
+    return cold, inits, bare
+
+
 # --------------------------------------------------------------------------- report
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
@@ -687,7 +1092,9 @@ def fmt(value: float | None, unit: str) -> str:
 def print_table(figures: list[Figure]) -> None:
     rows = [("figure", "unit", "lamina", "floor", "ratio", "target", "result")]
     for f in figures:
-        verdict = {True: "PASS", False: "FAIL", None: "info"}[f.passed]
+        verdict = {True: "PASS", False: "MISSED" if f.absolute and not f.error else "FAIL", None: "info"}[
+            f.passed
+        ]
         ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
         rows.append(
             (f.name, f.unit, fmt(f.lamina, f.unit), fmt(f.floor, f.unit), ratio, f.target_text, verdict)
@@ -710,6 +1117,8 @@ def print_table(figures: list[Figure]) -> None:
     )
     for error, names in errors.items():
         print(f"\nERROR in {', '.join(names)}:\n  {error}")
+    for note in NOTES:
+        print(f"\nNOTE: {note}")
 
 
 def machine() -> dict[str, Any]:
@@ -776,7 +1185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["warm", "alias", "throughput", "cold"],
+        choices=["warm", "alias", "throughput", "cold", "runtimes"],
         help="run only this figure",
     )
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
@@ -788,7 +1197,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config.full()
     if args.rounds:
         cfg = Config(**{**asdict(cfg), "rounds": max(1, args.rounds), "warm_rounds": max(1, args.rounds)})
-    only = set(args.only or ["warm", "alias", "throughput", "cold"])
+    only = set(args.only or ["warm", "alias", "throughput", "cold", "runtimes"])
     started = dt.datetime.now(dt.UTC)
     figures: list[Figure] = []
     server_log = ""
@@ -807,6 +1216,9 @@ def main(argv: list[str] | None = None) -> int:
         if "cold" in only:
             log("cold start")
             figures += bench_cold(cfg, lamina, tmp)
+        if "runtimes" in only:
+            log("runtimes: nodejs20.x and provided.al2023")
+            figures += bench_runtimes(cfg, lamina, tmp, pin=not args.no_pin)
         if any(f.error for f in figures):
             server_log = lamina.log_tail(60)
     print()
@@ -820,6 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "figures": [f.as_json() for f in figures],
         "passed": all(f.passed is not False for f in figures),
+        "notes": NOTES,
         "lamina_log_tail": server_log or None,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
