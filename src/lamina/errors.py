@@ -31,6 +31,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "InvalidRuntimeException": (502, "User"),
     # resources
     "ResourceNotFoundException": (404, "User"),
+    "ProvisionedConcurrencyConfigNotFoundException": (404, "User"),
     "ResourceConflictException": (409, "User"),
     "ResourceInUseException": (400, "User"),
     "ResourceNotReadyException": (502, "Service"),

@@ -15,6 +15,7 @@ from lamina.api import functions as functions_api
 from lamina.api import invoke as invoke_api
 from lamina.api import layers as layers_api
 from lamina.api import policy as policy_api
+from lamina.api import provisioned as provisioned_api
 from lamina.api import tags as tags_api
 from lamina.api import versions as versions_api
 from lamina.auth.credentials import Credentials, load_or_create, usage_text
@@ -25,6 +26,7 @@ from lamina.functions.aliases import AliasService
 from lamina.functions.codestore import CodeStore
 from lamina.functions.concurrency import ConcurrencyService
 from lamina.functions.layers import LayerService
+from lamina.functions.provisioned import ProvisionedService
 from lamina.functions.service import FunctionService
 from lamina.functions.tags import TagService
 from lamina.functions.versions import VersionService
@@ -126,6 +128,17 @@ class Platform:
         )
         await concurrency.load()  # before the queue starts: requeued events meet their reservations
         self.functions.on_drop.append(concurrency.forget)
+        provisioned = ProvisionedService(
+            functions=self.functions,
+            store=self.store,
+            concurrency=concurrency,
+            limiter=limiter,
+            engine=self.engine,
+            specs=self.invocations.spec_for,
+        )
+        await provisioned.load()  # environments are initialised in the background from here
+        self.functions.on_drop.append(provisioned.forget)
+        aliases.watcher = provisioned
         await self.invocations.queue.start()
         self.handlers = {
             **functions_api.handlers(self.functions, versions, concurrency),
@@ -133,6 +146,7 @@ class Platform:
             **versions_api.handlers(versions, s.account_id),
             **aliases_api.handlers(aliases, s.account_id),
             **policy_api.handlers(self.policies),
+            **provisioned_api.handlers(provisioned),
             **invoke_api.handlers(self.functions, self.invocations, self.ids),
             **layers_api.handlers(self.layers, self.functions.blob_location),
             **tags_api.handlers(TagService(functions=self.functions, store=self.store)),

@@ -7,8 +7,9 @@ same pool key.  See docs/execution.md for the whole picture and measured figures
 
 Concurrency invariants (everything runs on one event loop, no threads except the default
 executor for deleting /tmp dirs -- unbounded disk I/O with no async equivalent):
-- An environment is in ``_idle`` iff its state is IDLE; ``invoke`` pops it and makes it BUSY
-  before the first ``await``, so no two invocations ever share one.
+- An environment is in ``_idle`` (on-demand) or ``_warm`` (provisioned, ``provisioned.py``) iff
+  its state is IDLE; ``invoke`` pops it and makes it BUSY before the first ``await``, so no two
+  invocations ever share one.  ``invoke`` looks in ``_warm`` first: provisioned before on-demand.
 - ``_procs`` holds every environment process not yet disposed, spare or not (exit reports go
   through it); ``_envs`` the environments among them (for retire, close and ``environments()``).
 - ``_destroy``/``_discard`` are idempotent: an environment moves to DEAD at once (so it can never
@@ -43,18 +44,20 @@ from lamina.execution.capacity import HostCapacity
 from lamina.execution.catalog import RuntimeLaunch
 from lamina.execution.cgroup import MemoryCgroups, detect_memory_root
 from lamina.execution.deadlines import Deadlines
-from lamina.execution.environment import (
-    Environment,
-    EnvState,
-    Phase,
-    PlatformError,
-    function_environment,
-)
+from lamina.execution.environment import Environment, EnvState, Phase, PhaseResult, PlatformError, init_config
 from lamina.execution.logs import now_ms
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
 from lamina.execution.process import EXIT_WAIT_S, EnvProcess
+from lamina.execution.provisioned import PROVISIONED_INIT_TIMEOUT_S, Provisioner
 from lamina.execution.spares import SparePool
-from lamina.execution.types import EnvironmentSpec, InvocationInput, InvocationOutcome, LogEvent, LogSink
+from lamina.execution.types import (
+    EnvironmentSpec,
+    InvocationInput,
+    InvocationOutcome,
+    LogEvent,
+    LogSink,
+    ProvisionedState,
+)
 from lamina.execution.zygote import ExitStatus, Zygote, ZygoteError
 
 BOOTSTRAP = catalog.PYTHON_BOOTSTRAP
@@ -117,6 +120,7 @@ class PythonEngine:
         host_memory_mb: int | None = None,
         preload: Sequence[str] = (),
         preload_paths: Sequence[Path] = (),
+        provisioned_init_timeout_s: float = PROVISIONED_INIT_TIMEOUT_S,
     ) -> None:
         if overcommit_ratio <= 0:
             raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
@@ -135,6 +139,15 @@ class PythonEngine:
         self._procs: dict[str, EnvProcess] = {}
         self._envs: dict[str, Environment] = {}
         self._idle: dict[str, list[Environment]] = {}
+        self._warm: dict[str, list[Environment]] = {}  # idle provisioned environments, by pool key
+        self._provisioner = Provisioner(
+            spawn=self._spawn_provisioned,
+            destroy=self._destroy,
+            settle=self._settle,
+            deliver_logs=self._orphan_logs,
+            warm=self._warm,
+            init_timeout_s=provisioned_init_timeout_s,
+        )
         self._keys: dict[int, tuple[EnvironmentSpec, str]] = {}
         self._destroying: dict[str, asyncio.Task[None]] = {}
         self._spares = SparePool(target=spares, make=self._new_process, discard=self._discard)
@@ -218,15 +231,26 @@ class PythonEngine:
         )
 
     async def retire(self, function_arn: str) -> None:
+        """On-demand environments only: provisioned ones serve published versions, which never
+        change, and leave through ``provision(spec, 0)``."""
         for env in list(self._envs.values()):
-            if env.spec.function_arn == function_arn:
+            if env.spec.function_arn == function_arn and not env.provisioned:
                 env.retiring = True
                 if env.state is EnvState.IDLE:
                     self._destroy(env)
         await self._settle(e.id for e in self._envs.values() if e.spec.function_arn == function_arn)
 
+    async def provision(self, spec: EnvironmentSpec, count: int) -> ProvisionedState:
+        if self._closed:
+            raise AwsError("ServiceException", "The execution engine is not running.")
+        return await self._provisioner.set(spec, pool_key(spec), count)
+
+    def provisioned(self, spec: EnvironmentSpec) -> ProvisionedState | None:
+        return self._provisioner.state(pool_key(spec))
+
     async def close(self) -> None:
         self._closed = True
+        self._provisioner.close()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -250,7 +274,7 @@ class PythonEngine:
         if self._closed or deadlines is None:
             raise AwsError("ServiceException", "The execution engine is not running.")
         key = self._pool_key(spec)
-        idle = self._idle.get(key)
+        idle = self._warm.get(key) or self._idle.get(key)
         if idle:
             env = idle.pop()
             env.transition(EnvState.BUSY)
@@ -303,11 +327,13 @@ class PythonEngine:
         """A BUSY environment back to its pool, the most recently used last."""
         env.transition(EnvState.IDLE)
         env.last_used = time.monotonic()
-        pool = self._idle.get(env.pool_key)
-        if pool is None:
-            self._idle[env.pool_key] = [env]
-        else:
+        pool = (self._warm if env.provisioned else self._idle).get(env.pool_key)
+        if pool is not None:
             pool.append(env)
+        elif env.provisioned:  # its pool is gone (it would have been retiring: belt and braces)
+            self._destroy(env)
+        else:
+            self._idle[env.pool_key] = [env]
 
     async def _release_after_extensions(self, env: ApiEnvironment) -> None:
         done = await env.extensions_done()
@@ -331,6 +357,26 @@ class PythonEngine:
         self, spec: EnvironmentSpec, key: str, inv: InvocationInput, deadlines: Deadlines
     ) -> tuple[Environment, list[LogEvent], InvocationOutcome | None]:
         """A new environment through INIT: (env, its init log events, outcome if INIT failed)."""
+        env, result = await self._spawn(spec, key, deadlines, timeout_s=self._init_timeout_s)
+        events = env.logs.take()
+        if result.phase is Phase.OK:
+            return env, events, None
+        outcome = init_failure_outcome(
+            env, inv.request_id, result, events=events, init_timeout_s=self._init_timeout_s
+        )
+        self._destroy(env)
+        return env, events, outcome
+
+    async def _spawn(
+        self,
+        spec: EnvironmentSpec,
+        key: str,
+        deadlines: Deadlines,
+        *,
+        timeout_s: float,
+        provisioned: bool = False,
+    ) -> tuple[Environment, PhaseResult]:
+        """A claimed process sent its function and through INIT (the caller handles a failed INIT)."""
         evicted = self._admit(spec.memory_mb)  # raises the throttle: nothing to undo yet
         try:
             proc = await self._claim(spec, evicted)
@@ -343,23 +389,28 @@ class PythonEngine:
             env = Environment(spec=spec, proc=proc, deadlines=deadlines)
         env.admitted_mb = spec.memory_mb  # the reservation is the environment's now
         env.pool_key = key
+        env.provisioned = provisioned
         self._envs[env.id] = env
         try:
-            result = await env.specialise(self._init_config(env), init_timeout_s=self._init_timeout_s)
+            result = await env.specialise(init_config(env), init_timeout_s=timeout_s)
         except (PlatformError, OSError) as exc:
             self._destroy(env)
             raise AwsError("ServiceException", f"Cannot start an execution environment: {exc}") from exc
         except BaseException:
             self._destroy(env)
             raise
-        events = env.logs.take()
-        if result.phase is Phase.OK:
-            return env, events, None
-        outcome = init_failure_outcome(
-            env, inv.request_id, result, events=events, init_timeout_s=self._init_timeout_s
-        )
-        self._destroy(env)
-        return env, events, outcome
+        return env, result
+
+    async def _spawn_provisioned(
+        self, spec: EnvironmentSpec, key: str, timeout_s: float
+    ) -> tuple[Environment, PhaseResult]:
+        deadlines = self._deadlines
+        if self._closed or deadlines is None:
+            raise AwsError("ServiceException", "The execution engine is not running.")
+        try:
+            return await self._spawn(spec, key, deadlines, timeout_s=timeout_s, provisioned=True)
+        finally:  # nobody waits on this one: replace the spare it took at once
+            asyncio.get_running_loop().call_soon(self._spares.fill, spec.interpreter)
 
     async def _claim(self, spec: EnvironmentSpec, evicted: list[Environment]) -> EnvProcess:
         """A spare (or a new process) limited to the function's MemorySize."""
@@ -382,7 +433,8 @@ class PythonEngine:
         return proc
 
     def _admit(self, memory_mb: int) -> list[Environment]:
-        """Reserve ``memory_mb`` of host capacity, evicting idle environments LRU if need be.
+        """Reserve ``memory_mb`` of host capacity, evicting idle on-demand environments LRU if need
+        be (never provisioned ones: they are what a provisioned concurrency config promises).
 
         Returns the evicted (the caller waits for their exit); raises the throttle if even
         evicting every idle environment would not make room -- and then evicts none, since
@@ -410,23 +462,6 @@ class PythonEngine:
             )
         self._admitted_mb += memory_mb
         return evicted
-
-    def _init_config(self, env: Environment) -> dict[str, Any]:
-        spec = env.spec
-        pyver = spec.runtime.removeprefix("python")
-        runtime_dir = catalog.NODE_BOOTSTRAP.parent if catalog.is_node(spec.runtime) else BOOTSTRAP.parent
-        config: dict[str, Any] = {
-            "environment": function_environment(spec, log_stream=env.log_stream, runtime_dir=runtime_dir),
-            "task_root": str(spec.code_dir),
-            "opt_dir": None if spec.opt_dir is None else str(spec.opt_dir),
-            "extra_paths": [f"/opt/python/lib/python{pyver}/site-packages", "/opt/python"],
-            "handler": spec.handler,
-            "extensions": list(spec.extensions),
-        }
-        if spec.command is not None:
-            # AWS_LAMBDA_EXEC_WRAPPER wraps managed runtimes only, never a custom runtime (())
-            config["exec"] = {"argv": list(spec.command), "wrapper": bool(spec.command)}
-        return config
 
     def _new_process(self, interpreter: str) -> EnvProcess:
         """A process to be, with its cgroup and /tmp (or OSError): registered, so its exit is heard.
@@ -484,7 +519,7 @@ class PythonEngine:
 
     def _destroy(self, env: Environment) -> None:
         if env.state is EnvState.IDLE:
-            pool = self._idle.get(env.pool_key)
+            pool = (self._warm if env.provisioned else self._idle).get(env.pool_key)
             if pool is not None and env in pool:
                 pool.remove(env)
         if env.state is not EnvState.DEAD:
@@ -492,6 +527,8 @@ class PythonEngine:
         self._admitted_mb -= env.admitted_mb
         env.admitted_mb = 0
         self._discard(env.proc, env)
+        if env.provisioned:
+            self._provisioner.lost(env)  # replaced if its pool still wants it
 
     def _discard(self, proc: EnvProcess, env: Environment | None = None) -> None:
         if proc.id not in self._destroying:
@@ -521,6 +558,9 @@ class PythonEngine:
         while True:
             await asyncio.sleep(interval)
             cutoff = time.monotonic() - self._idle_timeout_s
+            for warm in self._warm.values():  # provisioned: never reaped, but their logs flow
+                for env in warm:
+                    self._orphan_logs(env)
             for key, pool in list(self._idle.items()):
                 for env in pool:
                     self._orphan_logs(env)

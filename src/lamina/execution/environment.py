@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lamina.execution import catalog
 from lamina.execution.channel import ChannelClosedError, Header, invoke_header
 from lamina.execution.deadlines import Deadlines
 from lamina.execution.logs import init_start_line, log_stream_name
@@ -94,7 +95,13 @@ class PhaseResult:
     entrypoint_error: str | None = None  # the runtime could not be exec'd (Runtime.InvalidEntrypoint)
 
 
-def function_environment(spec: EnvironmentSpec, *, log_stream: str, runtime_dir: Path) -> dict[str, str]:
+ON_DEMAND = "on-demand"
+PROVISIONED = "provisioned-concurrency"  # AWS_LAMBDA_INITIALIZATION_TYPE of a provisioned environment
+
+
+def function_environment(
+    spec: EnvironmentSpec, *, log_stream: str, runtime_dir: Path, initialization_type: str = ON_DEMAND
+) -> dict[str, str]:
     """Exactly AWS's variables for the runtime's family, plus the user's; nothing of the server's."""
     task = str(spec.code_dir)
     runtime = spec.runtime
@@ -122,7 +129,7 @@ def function_environment(spec: EnvironmentSpec, *, log_stream: str, runtime_dir:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group,
             "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
             "AWS_REGION": spec.region,
             "AWS_DEFAULT_REGION": spec.region,
             "LAMBDA_TASK_ROOT": task,
@@ -133,6 +140,31 @@ def function_environment(spec: EnvironmentSpec, *, log_stream: str, runtime_dir:
     if not runtime.startswith("provided"):  # AWS sets none for OS-only runtimes
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{runtime}"
     return env
+
+
+def init_config(env: Environment) -> dict[str, Any]:
+    """The ``init`` frame's config: what a claimed process needs to become ``env``'s function."""
+    spec = env.spec
+    pyver = spec.runtime.removeprefix("python")
+    node = catalog.is_node(spec.runtime)
+    runtime_dir = (catalog.NODE_BOOTSTRAP if node else catalog.PYTHON_BOOTSTRAP).parent
+    config: dict[str, Any] = {
+        "environment": function_environment(
+            spec,
+            log_stream=env.log_stream,
+            runtime_dir=runtime_dir,
+            initialization_type=PROVISIONED if env.provisioned else ON_DEMAND,
+        ),
+        "task_root": str(spec.code_dir),
+        "opt_dir": None if spec.opt_dir is None else str(spec.opt_dir),
+        "extra_paths": [f"/opt/python/lib/python{pyver}/site-packages", "/opt/python"],
+        "handler": spec.handler,
+        "extensions": list(spec.extensions),
+    }
+    if spec.command is not None:
+        # AWS_LAMBDA_EXEC_WRAPPER wraps managed runtimes only, never a custom runtime (())
+        config["exec"] = {"argv": list(spec.command), "wrapper": bool(spec.command)}
+    return config
 
 
 class Environment:
@@ -150,6 +182,7 @@ class Environment:
         self.pool_key = ""  # the engine's pool this environment returns to
         self.private_tmp = False
         self.retiring = False  # die after the current invocation (retire / code change)
+        self.provisioned = False  # initialised ahead for provisioned concurrency (provisioned.py)
         self.last_used = time.monotonic()
         self.init_ms: float | None = None  # reported by the first invocation, then cleared
         self.rss_kb = 0  # the process's VmHWM (ru_maxrss), reported with every frame

@@ -108,6 +108,19 @@ def invocation_outcome(
     )
 
 
+def init_failure_report(result: PhaseResult) -> LogEvent:
+    """The INIT_REPORT line of a failed INIT (error, timeout, crash, unexecutable runtime)."""
+    if result.entrypoint_error is not None:  # the runtime could not even be exec'd
+        status, error_type = "error", "Runtime.InvalidEntrypoint"
+    elif result.phase is Phase.FUNCTION_ERROR:
+        status, error_type = "error", _error_type(result.payload)
+    elif result.phase is Phase.TIMEOUT:
+        status, error_type = "timeout", None
+    else:
+        status, error_type = "error", "Runtime.OutOfMemory" if result.oom else "Runtime.ExitError"
+    return _event(init_report_line(init_ms=result.duration_ms, status=status, error_type=error_type))
+
+
 def init_failure_outcome(
     env: Environment,
     request_id: str,
@@ -124,23 +137,20 @@ def init_failure_outcome(
     """
     spec = env.spec
     init_ms = result.duration_ms
-    if result.entrypoint_error is not None:  # the runtime could not even be exec'd
+    events.append(init_failure_report(result))
+    if result.entrypoint_error is not None:
         error_type = "Runtime.InvalidEntrypoint"
         message = f"RequestId: {request_id} Error: {result.entrypoint_error}"
         payload, death_line = _error(error_type, message), _event(f"{message}\n{error_type}")
-        events.append(_event(init_report_line(init_ms=init_ms, status="error", error_type=error_type)))
     elif result.phase is Phase.FUNCTION_ERROR:
         payload = result.payload
         error_type = _error_type(payload)
-        events.append(_event(init_report_line(init_ms=init_ms, status="error", error_type=error_type)))
         death_line = None
     elif result.phase is Phase.TIMEOUT:
         error_type = "Sandbox.Timedout"
         payload, death_line = _timeout(request_id, init_timeout_s)
-        events.append(_event(init_report_line(init_ms=init_ms, status="timeout", error_type=None)))
     else:
         error_type, payload, death_line = _death(request_id, result)
-        events.append(_event(init_report_line(init_ms=init_ms, status="error", error_type=error_type)))
     events.append(_event(f"START RequestId: {request_id} Version: {spec.version}"))
     if death_line is not None:
         events.append(death_line)

@@ -9,6 +9,7 @@ the service owns routing, concurrency and logs storage.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,25 @@ class InvocationOutcome:
 LogSink = Callable[[str, str, Sequence[LogEvent]], None]
 
 
+class ProvisionStatus(enum.Enum):
+    """Lambda's ProvisionedConcurrencyStatusEnum: where the allocation of a spec's environments is."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedState:
+    """What ``ExecutionEngine.provision`` keeps for one spec, as it really is right now."""
+
+    requested: int
+    allocated: int  # initialised and alive (idle or busy), including any being retired
+    available: int  # initialised, alive and staying: what invocations can count on
+    status: ProvisionStatus
+    reason: str | None = None  # why, when FAILED
+
+
 class ExecutionEngine(Protocol):
     """Runs invocations in environments; one invocation per environment at a time."""
 
@@ -99,7 +119,22 @@ class ExecutionEngine(Protocol):
         """
 
     async def retire(self, function_arn: str) -> None:
-        """Stop every environment of that function (after an update or a delete)."""
+        """Stop every on-demand environment of that function (after an update or a delete).
+
+        Provisioned environments are left alone: they belong to published versions, which never
+        change, and ``provision(spec, 0)`` is how they go.
+        """
+
+    async def provision(self, spec: EnvironmentSpec, count: int) -> ProvisionedState:
+        """Keep ``count`` environments for ``spec`` initialised ahead of invocations (0: none).
+
+        Returns once the target is set and any surplus retired (idle first); new environments
+        are initialised in the background -- poll ``provisioned`` for READY or FAILED.
+        Invocations of ``spec`` take an idle provisioned environment first, then on-demand ones.
+        """
+
+    def provisioned(self, spec: EnvironmentSpec) -> ProvisionedState | None:
+        """The provisioned state of ``spec`` (None: nothing provisioned for it)."""
 
     async def close(self) -> None:
         """Kill every environment and zygote; no process is left behind."""

@@ -2,6 +2,8 @@
 
 The alias registry lives in ``FunctionService.aliases`` (the invoke path resolves through it with
 no I/O); this module is its only writer, under the function's lock, after the store committed.
+An update is shown to ``watcher`` (provisioned concurrency follows its alias) before the store,
+which may refuse it, and after the registry, which it then acts on.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from lamina.errors import AwsError
 from lamina.functions.arns import parse_function_ref
@@ -17,6 +19,14 @@ from lamina.functions.service import FunctionService
 from lamina.model.alias import Alias
 from lamina.model.function import LATEST, function_arn
 from lamina.store.metadata import MetadataStore
+
+
+class AliasWatcher(Protocol):
+    def check_alias(self, alias: Alias) -> None:
+        """Raise AwsError to refuse an update (before anything is written)."""
+
+    async def alias_changed(self, alias: Alias) -> None:
+        """After an update is committed and in the registry (under the function's lock)."""
 
 
 def _invalid(message: str) -> AwsError:
@@ -27,6 +37,7 @@ class AliasService:
     def __init__(self, *, functions: FunctionService, store: MetadataStore) -> None:
         self._functions = functions
         self._store = store
+        self.watcher: AliasWatcher | None = None  # set by the platform
 
     def _table(self, region: str, ident: str) -> tuple[str, dict[str, Alias]]:
         name = parse_function_ref(ident).name
@@ -108,8 +119,12 @@ class AliasService:
                 description=params.get("Description", current.description),
                 revision_id=str(uuid.uuid4()),
             )
+            if self.watcher is not None:
+                self.watcher.check_alias(updated)
             await self._store.call(self._store.put_alias, updated)
             self._functions.aliases[(region, current.function_name)][updated.name] = updated
+            if self.watcher is not None:
+                await self.watcher.alias_changed(updated)
         return updated
 
     async def delete(self, region: str, ident: str, alias: str) -> None:

@@ -4,12 +4,14 @@ The rules are AWS's: a reservation belongs to the whole function (a name or an u
 versions and aliases are refused), is 0 or more, and may not leave the account's unreserved
 concurrency below its minimum — 100, or the whole account limit when that is smaller (accounts
 limited to 10 or 50 get "minimum value of [10]"/"[50]": nothing above 0 can be reserved there).
-Reserving 0 stops the function: every invoke is throttled, queued events wait.
+Reserving 0 stops the function: every invoke is throttled, queued events wait.  A reservation
+may not be lower than the function's provisioned concurrency (functions/provisioned.py), which
+is carved out of it.
 
-Concurrency invariant: reservations are written under this service's lock (the unreserved total
-is account-wide, so two functions' puts must not both pass the check) and then the function's
-lock (so a put never races DeleteFunction); the limiter, which the invoke path reads, is updated
-only after the store committed.
+Concurrency invariant: reservations are written under ``account_lock`` (the unreserved total
+is account-wide, so two functions' puts must not both pass the check; provisioned concurrency
+configs take it too) and then the function's lock (so a put never races DeleteFunction); the
+limiter, which the invoke path reads, is updated only after the store committed.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class ConcurrencyService:
         self._store = store
         self._limiter = limiter
         self._on_change = on_change  # (region, name) after a reservation changed: queued events retry
-        self._lock = asyncio.Lock()
+        self.account_lock = asyncio.Lock()
 
     async def load(self) -> None:
         """Reservations into the limiter; rows of functions that are gone (a crash) are dropped."""
@@ -93,15 +95,22 @@ class ConcurrencyService:
     async def put(self, region: str, ident: str, value: int) -> int:
         # AWS names $LATEST in this one's not-found message.
         name = self._function(region, ident, not_found_qualifier=LATEST)
-        async with self._lock, self._functions.lock(region, name):
+        async with self.account_lock, self._functions.lock(region, name):
             name = self._function(region, ident, not_found_qualifier=LATEST)  # deleted meanwhile?
-            current = self._limiter.reserved(region, name) or 0
+            current = self._limiter.claim(region, name)  # its reservation, else its provisioned
             minimum = self.minimum_unreserved()
             if self._limiter.unreserved(region) + current - value < minimum:
                 raise AwsError(
                     "InvalidParameterValueException",
                     "Specified ReservedConcurrentExecutions for function decreases account's "
                     f"UnreservedConcurrentExecution below its minimum value of [{minimum}].",
+                )
+            provisioned = self._limiter.provisioned_total(region, name)
+            if value < provisioned:
+                raise AwsError(  # AWS's message, its odd spacing included
+                    "InvalidParameterValueException",
+                    f" ReservedConcurrentExecutions  {value} should not be lower than function's total "
+                    f"provisioned concurrency [{provisioned}].",
                 )
             await self._store.call(self._store.put_reserved, region, name, value)
             self._limiter.set_reserved(region, name, value)
@@ -110,7 +119,7 @@ class ConcurrencyService:
 
     async def delete(self, region: str, ident: str) -> None:
         name = self._function(region, ident)
-        async with self._lock, self._functions.lock(region, name):
+        async with self.account_lock, self._functions.lock(region, name):
             name = self._function(region, ident)
             if self._limiter.reserved(region, name) is None:
                 return  # nothing reserved: AWS answers 204 all the same

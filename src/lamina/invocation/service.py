@@ -152,7 +152,7 @@ class InvocationService:
 
     async def invoke(self, fv: FunctionVersion, inv: InvocationInput, *, tail: bool = False) -> SyncResult:
         spec = self.spec_for(fv)
-        lease = self._limiter.acquire(fv.region, fv.name)  # or AWS's 429, before any work
+        lease = self._limiter.acquire(fv.region, fv.name, fv.version)  # or AWS's 429, before any work
         try:
             outcome = await self._engine.invoke(spec, inv)
         finally:

@@ -19,6 +19,7 @@ from lamina.model.function import FunctionVersion
 from lamina.store.concurrency import ConcurrencyRows, function_concurrency
 from lamina.store.db import async_events, function_versions, functions
 from lamina.store.policy import PolicyRows
+from lamina.store.provisioned import ProvisionedRows
 from lamina.store.versions import VersionRows
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ class QueuedEvent:
     attempts: int
 
 
-class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows):
+class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-store")
@@ -93,6 +94,7 @@ class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows):
 
     def delete_function(self, region: str, name: str) -> None:
         self.delete_function_versions(region, name)
+        self.delete_provisioned(region, name)
         with self._engine.begin() as conn:
             conn.execute(
                 delete(function_versions).where(
