@@ -40,13 +40,11 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-import lamina_server  # noqa: E402
 from lamina_server import ROLE, LaminaServer  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "density.json"
@@ -177,24 +175,6 @@ def floor_uss_kb(interpreter: str, samples: int = 5) -> list[int]:
 
 
 # --------------------------------------------------------------------------- lamina
-class ServerWithSettings(LaminaServer):
-    """A ``LaminaServer`` given some ``LAMINA_*`` settings (its ``start`` passes none through)."""
-
-    def __init__(self, settings: dict[str, str]) -> None:
-        super().__init__()
-        self.settings = settings
-
-    def start(self) -> None:
-        real_popen = subprocess.Popen
-
-        def popen(argv: Any, **kwargs: Any) -> Any:
-            kwargs["env"] = {**kwargs["env"], **self.settings}
-            return real_popen(argv, **kwargs)
-
-        with mock.patch.object(lamina_server.subprocess, "Popen", popen):
-            super().start()
-
-
 def function_zip() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -267,7 +247,7 @@ def main() -> int:
         settings["LAMINA_OVERCOMMIT_RATIO"] = str(args.ratio)
     if args.preload:
         settings["LAMINA_PRELOAD"] = args.preload
-    server = ServerWithSettings(settings)
+    server = LaminaServer(extra_env=settings)
     with server:
         assert server.proc is not None
         time.sleep(0.5)  # let the spares settle before the baseline (not a synchronisation)

@@ -40,7 +40,13 @@ def noop_zip(source: str = NOOP_SOURCE) -> bytes:
 
 
 class LaminaServer:
-    def __init__(self, *, startup_timeout: float = 60.0, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        startup_timeout: float = 60.0,
+        extra_args: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}"
         self.access_key = "LKIA" + "".join(
@@ -49,6 +55,7 @@ class LaminaServer:
         self.secret_key = secrets.token_urlsafe(30)
         self._startup_timeout = startup_timeout
         self._extra_args = extra_args or []
+        self._extra_env = dict(extra_env or {})  # LAMINA_* settings for this run only
         self._root = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
         self.data_dir = self._root / "data"
         self.log_path = self._root / "server.log"
@@ -58,6 +65,7 @@ class LaminaServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMINA_", "AWS_"))}
         env["LAMINA_ACCESS_KEY_ID"] = self.access_key
         env["LAMINA_SECRET_ACCESS_KEY"] = self.secret_key
+        env.update(self._extra_env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [

@@ -126,3 +126,27 @@ def test_deadlines_fire_in_order_and_discard_cancels() -> None:
         deadlines.close()
 
     asyncio.run(scenario())
+
+
+def test_concurrent_cold_starts_past_a_full_zygote_socket_all_complete(tmp_path: Path) -> None:
+    """Regression: senders waiting for the zygote's control socket to drain each registered a
+    writer callback for the same fd, and only the last one was ever woken (a burst of 200 cold
+    starts stranded ~25 of them).  A tiny send buffer makes every spawn past the first few wait."""
+    import socket as socket_module
+
+    h = Harness(tmp_path / "run", uvloop=True, spares=0)
+    try:
+        spec = make_spec(h.engine, write_code(tmp_path, PID_CODE))
+        zygote = h.engine._zygote(spec.interpreter)
+        h.run(zygote.ensure_running())
+        assert zygote._sock is not None
+        zygote._sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_SNDBUF, 1024)
+
+        async def burst() -> list[int]:
+            outs = await asyncio.gather(*(h.engine.invoke(spec, make_input(spec, None)) for _ in range(24)))
+            return [result(o) for o in outs]
+
+        pids = h.run(burst())
+        assert len(set(pids)) == 24  # one environment per concurrent invocation, none stranded
+    finally:
+        h.close()
