@@ -15,7 +15,7 @@ environment (USS plus what the kernel keeps per process: page tables, cgroup, so
 and where the median environment's unique pages are (by mapping, from ``smaps``).
 
 Host capacity: the server admits environments while the sum of their MemorySize stays within
-host memory x the overcommit ratio (1.0 by default: ~188 environments of 128 MB on 24 GB).  For
+host memory x the overcommit ratio (2.0 by default: ~376 environments of 128 MB on 24 GB).  For
 more idle environments than that pass ``--ratio`` (sets ``LAMINA_OVERCOMMIT_RATIO``); without it
 the older environments are evicted and the table says how many were still alive.
 

@@ -30,8 +30,9 @@ class Settings:
     # The account's concurrent executions per region (AWS's default quota); reservations come out of it.
     account_concurrency: int = 1000
     # Environments are admitted while the sum of their MemorySize stays within host memory x this
-    # ratio; 1.0 never overcommits (docs/execution.md, "Host capacity").
-    overcommit_ratio: float = 1.0
+    # ratio; 1.0 never overcommits, 2.0 (the default) bets that functions stay below half their
+    # MemorySize (docs/execution.md, "Host capacity").
+    overcommit_ratio: float = 2.0
     # Modules every Python zygote imports before it forks environments (e.g. ("boto3",)), and
     # extra dirs to find them in before each interpreter's site-packages.
     preload: tuple[str, ...] = ()

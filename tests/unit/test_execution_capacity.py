@@ -87,7 +87,7 @@ def gated(spec: EnvironmentSpec, gate: Gate) -> Any:
 @pytest.fixture
 def small(tmp_path: Path) -> Iterator[Harness]:
     """An engine on a pretend host of 300 MB: two 128 MB environments fit, three do not."""
-    harness = Harness(tmp_path / "run", host_memory_mb=300)
+    harness = Harness(tmp_path / "run", host_memory_mb=300, overcommit_ratio=1.0)
     yield harness
     harness.close()
 
@@ -161,7 +161,7 @@ def test_the_throttle_names_the_host_and_evicts_nothing_in_vain(small: Harness, 
 
 
 def test_a_starting_environment_holds_its_memory(tmp_path: Path) -> None:
-    harness = Harness(tmp_path / "run", host_memory_mb=200)
+    harness = Harness(tmp_path / "run", host_memory_mb=200, overcommit_ratio=1.0)
     try:
         code = write_code(tmp_path, PID_CODE)
         a, b = (make_spec(harness.engine, code, memory_mb=128) for _ in range(2))
@@ -194,7 +194,7 @@ def test_a_function_larger_than_the_host_is_throttled(small: Harness, tmp_path: 
 
 
 def test_failed_inits_retire_and_close_give_capacity_back(tmp_path: Path) -> None:
-    harness = Harness(tmp_path / "run", host_memory_mb=300)
+    harness = Harness(tmp_path / "run", host_memory_mb=300, overcommit_ratio=1.0)
     try:
         broken = make_spec(harness.engine, write_code(tmp_path, "import nope\n"), memory_mb=128)
         out = harness.invoke(broken)
