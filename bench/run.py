@@ -765,7 +765,7 @@ def runtimes_under_test(tmp: Path) -> tuple[list[RuntimeUnderTest], CustomBootst
                 bare_argv=[node, "-e", "0"],
                 bare_text="node -e 0",
                 hop_client=lambda port, n, w: [node, str(NODE_HOP_CLIENT), str(port), str(n), str(w)],
-                hop_text="node http Agent",
+                hop_text="node net socket",
             ),
         )
     return under_test, boot

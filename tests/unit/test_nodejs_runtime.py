@@ -12,6 +12,7 @@ import json
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -145,10 +146,145 @@ class FakeRuntimeAPI:
             self.server.server_close()
 
 
+Shape = Callable[[str, str, list[tuple[str, str]], bytes], list[bytes]]
+
+
+def render(status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    """An answer framed by Content-Length, as lamina's server writes it."""
+    lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers), f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def render_chunked(status: str, headers: list[tuple[str, str]], body: bytes, sizes: list[int]) -> bytes:
+    """An answer with a chunked body: chunks of ``sizes`` (then the rest), extensions, trailers."""
+    lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers), "Transfer-Encoding: chunked"]
+    out = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    at = 0
+    for n, size in enumerate([*sizes, len(body)]):
+        piece = body[at : at + size]
+        at += len(piece)
+        if piece:
+            ext = ";name=value" if n % 2 else ""
+            out += b"%X%s\r\n%s\r\n" % (len(piece), ext.encode(), piece)
+    return out + b"0\r\nX-Trailer: done\r\n\r\n"
+
+
+def pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@dataclass
+class RawRuntimeAPI:
+    """The Runtime API on bare sockets, so that a test decides how each answer reaches the runtime:
+    ``shape(kind, status, headers, body)`` gives the segments to write (a short pause between two,
+    so each tends to be a read of its own), ``close_after(kind)`` whether to close the connection
+    once the answer is written; kind is "next", "response", "error" or "init_error"."""
+
+    shape: Shape = lambda _kind, status, headers, body: [render(status, headers, body)]
+    close_after: Callable[[str], bool] = lambda _kind: False
+    invocations: queue.Queue[Invocation] = field(default_factory=queue.Queue)
+    posts: queue.Queue[Post] = field(default_factory=queue.Queue)
+    received: queue.Queue[str] = field(default_factory=queue.Queue)  # each request's kind, on arrival
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    listener: socket.socket | None = None
+    conns: list[socket.socket] = field(default_factory=list)
+
+    def start(self) -> str:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._accept, daemon=True).start()
+        return f"127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.stop.set()
+        for sock in [self.listener, *self.conns]:
+            if sock is not None:
+                sock.close()
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        while not self.stop.is_set():
+            try:
+                conn, peer = self.listener.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, peer[:2]), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                request_line, *lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = request_line.split(" ")
+                fields = (line.partition(":") for line in lines)
+                headers = {k.strip().lower(): v.strip() for k, _, v in fields}
+                size = int(headers.get("content-length", "0"))
+                while len(buf) < size:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                body, buf = buf[:size], buf[size:]
+                self.peers.append(peer)
+                if method == "GET" and path == "/2018-06-01/runtime/invocation/next":
+                    kind = "next"
+                    self.received.put(kind)
+                    while True:
+                        try:
+                            inv = self.invocations.get(timeout=0.05)
+                            break
+                        except queue.Empty:
+                            if self.stop.is_set():
+                                return
+                    answer = (
+                        "200 OK",
+                        [
+                            ("Content-Type", "application/json"),
+                            ("Lambda-Runtime-Aws-Request-Id", inv.request_id),
+                            *inv.headers.items(),
+                        ],
+                        inv.body,
+                    )
+                else:
+                    match = re.fullmatch(r"/2018-06-01/runtime/invocation/([^/]+)/(response|error)", path)
+                    if match:
+                        kind, request_id = match.group(2), match.group(1)
+                    else:
+                        assert path == "/2018-06-01/runtime/init/error", path
+                        kind, request_id = "init_error", None
+                    self.posts.put(Post(kind, request_id, body, headers, peer))
+                    self.received.put(kind)
+                    answer = ("202 Accepted", [("Content-Type", "application/json")], b'{"status":"OK"}\n')
+                segments = self.shape(kind, *answer)
+                for n, segment in enumerate(segments):
+                    if n:
+                        time.sleep(0.002)
+                    conn.sendall(segment)
+                if self.close_after(kind):
+                    conn.close()
+                    return
+        except OSError:
+            return
+
+
 # ----------------------------------------------------------------------------------- the runtime
 class NodeRuntime:
-    def __init__(self, task_root: Path, handler: str, env: dict[str, str]) -> None:
-        self.api = FakeRuntimeAPI()
+    def __init__(
+        self,
+        task_root: Path,
+        handler: str,
+        env: dict[str, str],
+        api: FakeRuntimeAPI | RawRuntimeAPI | None = None,
+    ) -> None:
+        self.api = api if api is not None else FakeRuntimeAPI()
         address = self.api.start()
         self.lines: list[str] = []
         self.cond = threading.Condition()
@@ -299,6 +435,7 @@ exports.unhandled = async () => {
   return 'late';
 };
 exports.circular = async () => { const o = {}; o.self = o; return o; };
+exports.slow = async (event) => { await new Promise((resolve) => setTimeout(resolve, 150)); return event; };
 """,
     "callback.js": """
 exports.wait = (event, context, callback) => {
@@ -358,8 +495,8 @@ def task_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def start(task_root: Path) -> Iterator[Callable[..., NodeRuntime]]:
     started: list[NodeRuntime] = []
 
-    def launch(handler: str, **env: str) -> NodeRuntime:
-        runtime = NodeRuntime(task_root, handler, env)
+    def launch(handler: str, api: FakeRuntimeAPI | RawRuntimeAPI | None = None, **env: str) -> NodeRuntime:
+        runtime = NodeRuntime(task_root, handler, env, api)
         started.append(runtime)
         return runtime
 
@@ -646,3 +783,119 @@ def test_callback_handlers_warn_before_node24_and_fail_init_from_node24(
     assert (post.kind, post.json()["errorType"]) == ("init_error", "Runtime.CallbackHandlerDeprecated")
     assert new.wait_exit() == 129
     assert start("index.handler", AWS_EXECUTION_ENV="AWS_Lambda_nodejs24.x").invoke({}).kind == "response"
+
+
+# ------------------------------------------------------------------------ the runtime's HTTP client
+# bootstrap.mjs speaks HTTP/1.1 itself, on one persistent connection: answers in any number of
+# reads, several answers in one read, chunked bodies, bodies read to the close, reconnects.
+
+
+def utf8(event: Any) -> bytes:
+    return json.dumps(event, ensure_ascii=False).encode()
+
+
+def test_answers_split_across_many_reads(start: Callable[..., NodeRuntime]) -> None:
+    # every answer in 3-byte pieces: the blank line after the head, the body, its UTF-8 characters
+    api = RawRuntimeAPI(shape=lambda _kind, status, headers, body: pieces(render(status, headers, body), 3))
+    rt = start("index.handler", api=api)
+    for n in range(2):
+        event = {"text": "é€😀" * 8, "n": n}
+        assert rt.invoke(raw=utf8(event)).json() == {"count": n + 1, "event": event, "pid": rt.proc.pid}
+    assert len(set(api.peers)) == 1  # still one connection
+
+
+@pytest.mark.parametrize("piece", [0, 5])
+def test_chunked_answers(start: Callable[..., NodeRuntime], piece: int) -> None:
+    # chunks of 1, 2, 5 bytes then the rest (a chunk boundary inside a 4-byte character), chunk
+    # extensions, a trailer; the whole answer in one write (0) or in 5-byte pieces
+    def shape(_kind: str, status: str, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+        data = render_chunked(status, headers, body, [1, 2, 5])
+        return pieces(data, piece) if piece else [data]
+
+    api = RawRuntimeAPI(shape=shape)
+    rt = start("index.handler", api=api)
+    for n in range(2):
+        event = {"t": "😀é€" * 5, "n": n}
+        assert rt.invoke(raw=utf8(event)).json()["event"] == event
+    assert len(set(api.peers)) == 1
+
+
+def test_informational_answers_and_the_final_one_in_one_read(start: Callable[..., NodeRuntime]) -> None:
+    # 100 and 103 before the answer, all in one write; header names in any case, values padded
+    def shape(_kind: str, status: str, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+        odd = [(k.lower() if n % 2 else k.upper(), f"  {v} ") for n, (k, v) in enumerate(headers)]
+        early = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+        return [early + render(status, odd, body)]
+
+    rt = start("index.context", api=RawRuntimeAPI(shape=shape))
+    trace = "Root=1-5e1b4151-5ac6c58f5b9b5e5c0c4e0d2a;Parent=1;Sampled=0"
+    headers = {"Lambda-Runtime-Trace-Id": trace, "Lambda-Runtime-Client-Context": json.dumps({"k": "v"})}
+    for _ in range(2):
+        post = rt.invoke({}, headers=headers)
+        ctx = post.json()
+        assert (ctx["awsRequestId"], ctx["invokedFunctionArn"]) == (post.request_id, ARN)
+        assert (ctx["trace"], ctx["clientContext"]) == (trace, {"k": "v"})
+        assert 0 < ctx["remaining"] <= 30_000
+
+
+def test_a_body_read_to_the_close(start: Callable[..., NodeRuntime]) -> None:
+    # next answered without a length: the body ends where the server closes; the result then goes
+    # on a new connection
+    def shape(kind: str, status: str, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+        if kind != "next":
+            return [render(status, headers, body)]
+        lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers)]
+        return [("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), body]
+
+    api = RawRuntimeAPI(shape=shape, close_after=lambda kind: kind == "next")
+    rt = start("index.handler", api=api)
+    for n in range(2):
+        assert rt.invoke({"n": n}).json()["event"] == {"n": n}
+    # GET (1st connection), POST + GET (2nd), POST (3rd)
+    assert len(set(api.peers)) == 3
+    assert rt.proc.poll() is None
+
+
+@pytest.mark.parametrize("closed_after", ["response", "next"])
+def test_reconnects_when_the_connection_closed_between_requests(
+    start: Callable[..., NodeRuntime], closed_after: str
+) -> None:
+    # "response": the 202 says Connection: close, and the server closes; "next": the server drops
+    # the connection after handing over the event, while the (slow) function runs
+    def shape(kind: str, status: str, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+        if kind == closed_after == "response":
+            headers = [*headers, ("Connection", "close")]
+        return [render(status, headers, body)]
+
+    api = RawRuntimeAPI(shape=shape, close_after=lambda kind: kind == closed_after)
+    rt = start("index.slow", api=api)
+    for n in range(3):
+        assert rt.invoke({"n": n}).json() == {"n": n}
+    assert len(set(api.peers)) >= 3
+    assert rt.proc.poll() is None
+
+
+def test_connection_lost_while_waiting_for_next_is_fatal(start: Callable[..., NodeRuntime]) -> None:
+    api = RawRuntimeAPI()
+    rt = start("index.handler", api=api)
+    first = rt.invoke({})
+    # the GET next after the result is parked: drop the connection under it
+    assert [api.received.get(timeout=TIMEOUT) for _ in range(3)] == ["next", "response", "next"]
+    for conn in api.conns:
+        conn.shutdown(socket.SHUT_RDWR)
+    post = rt.next_post()
+    assert (post.kind, post.request_id) == ("error", first.request_id)
+    assert post.json()["errorMessage"] == "socket hang up"
+    assert post.headers["lambda-runtime-function-error-type"] == "Error"
+    assert post.peer != first.peer  # on a connection of its own
+    assert rt.wait_exit() == 129
+    assert any(line.endswith("Unexpected Top Level Error: Error: socket hang up") for line in rt.all_lines())
+
+
+def test_large_event_and_result(start: Callable[..., NodeRuntime]) -> None:
+    # ~5 MB each way: an event over many reads, a result in one large write
+    rt = start("index.handler")
+    event = {"blob": "x€" * 1_500_000, "n": 1}
+    result = rt.invoke(raw=utf8(event)).json()
+    assert result["event"] == event
+    assert rt.invoke({"n": 2}).json()["event"] == {"n": 2}
