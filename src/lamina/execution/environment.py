@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -164,6 +165,10 @@ def init_config(env: Environment) -> dict[str, Any]:
     if spec.command is not None:
         # AWS_LAMBDA_EXEC_WRAPPER wraps managed runtimes only, never a custom runtime (())
         config["exec"] = {"argv": list(spec.command), "wrapper": bool(spec.command)}
+        # What the exec needs must stay visible past the private /tmp (a checkout under /tmp)
+        config["runtime_paths"] = [str(catalog.RUNTIMES_DIR)] + [
+            os.path.dirname(arg) for arg in spec.command if arg.startswith("/tmp/")
+        ]
     return config
 
 

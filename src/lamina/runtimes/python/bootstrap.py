@@ -430,15 +430,16 @@ def bind_back(libc, host_tmp, path):
     return libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None) == 0
 
 
-def keep_task_root(libc, host_tmp, task_root):
-    """Bind a task root under the host's /tmp back at the same path in the private /tmp."""
+def keep_task_root(libc, host_tmp, paths):
+    """Bind the task root -- and, for exec'd runtimes, lamina's runtime files -- back at the same
+    paths in the private /tmp when they live under the host's /tmp (a data dir or a checkout
+    there): the environment must still see them."""
     try:
-        if not task_root.startswith("/tmp/"):
-            return True
-        if bind_back(libc, host_tmp, task_root):
-            return True
-        libc.umount2(b"/tmp", MNT_DETACH)  # the host's /tmp again (and TMPDIR): the code stays visible
-        return False
+        for path in paths:
+            if path.startswith("/tmp/") and not bind_back(libc, host_tmp, path):
+                libc.umount2(b"/tmp", MNT_DETACH)  # the host's /tmp again (and TMPDIR): all stay visible
+                return False
+        return True
     finally:
         os.close(host_tmp)
 
@@ -546,7 +547,7 @@ def specialise(cfg, libc, tmp, stdlib_paths, preloaded):
     opt_dir = cfg.get("opt_dir")
     opt_mounted = bool(private and opt_dir and mount_opt(libc, host_tmp, opt_dir))
     if private:
-        private = keep_task_root(libc, host_tmp, cfg["task_root"])
+        private = keep_task_root(libc, host_tmp, [cfg["task_root"], *cfg.get("runtime_paths", ())])
     env = dict(cfg["environment"])
     extra_paths = cfg["extra_paths"]
     if opt_dir and not opt_mounted:
