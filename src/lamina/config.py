@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def parse_delays(text: str) -> tuple[float, ...]:
+    """``LAMINA_ASYNC_RETRY_DELAYS``: comma-separated seconds, e.g. "60,120"."""
+    delays = tuple(float(part) for part in text.split(",") if part.strip())
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError(f"async retry delays must be non-negative seconds, got {text!r}")
+    return delays
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -37,6 +45,8 @@ class Settings:
     # extra dirs to find them in before each interpreter's site-packages.
     preload: tuple[str, ...] = ()
     preload_paths: tuple[Path, ...] = ()
+    # Seconds before the 1st, 2nd ... retry of an async event whose function failed (AWS: 1 and 2 min).
+    async_retry_delays: tuple[float, ...] = (60.0, 120.0)
 
     @property
     def db_path(self) -> Path:
@@ -74,6 +84,7 @@ class Settings:
             "overcommit_ratio": float(e.get("LAMINA_OVERCOMMIT_RATIO", cls.overcommit_ratio)),
             "preload": tuple(n.strip() for n in e.get("LAMINA_PRELOAD", "").split(",") if n.strip()),
             "preload_paths": tuple(Path(p) for p in e.get("LAMINA_PRELOAD_PATH", "").split(os.pathsep) if p),
+            "async_retry_delays": parse_delays(e.get("LAMINA_ASYNC_RETRY_DELAYS", "60,120")),
         }
         interp = {}
         for key, val in e.items():

@@ -11,6 +11,7 @@ from typing import IO
 
 from lamina.api import aliases as aliases_api
 from lamina.api import concurrency as concurrency_api
+from lamina.api import event_invoke_config as event_invoke_api
 from lamina.api import functions as functions_api
 from lamina.api import invoke as invoke_api
 from lamina.api import layers as layers_api
@@ -25,6 +26,7 @@ from lamina.execution.engine import PythonEngine
 from lamina.functions.aliases import AliasService
 from lamina.functions.codestore import CodeStore
 from lamina.functions.concurrency import ConcurrencyService
+from lamina.functions.event_invoke import EventInvokeService
 from lamina.functions.layers import LayerService
 from lamina.functions.provisioned import ProvisionedService
 from lamina.functions.service import FunctionService
@@ -114,6 +116,9 @@ class Platform:
         self.functions.on_drop.append(self.policies.forget)
         self.logs = LogStore(s.data_dir / "logs.sqlite3")
         self.logs.start()
+        event_invoke = EventInvokeService(functions=self.functions, store=self.store)
+        await event_invoke.load()
+        self.functions.on_drop.append(event_invoke.forget)
         limiter = ConcurrencyLimiter(s.account_concurrency)
         self.invocations = InvocationService(
             functions=self.functions,
@@ -122,6 +127,8 @@ class Platform:
             logs=self.logs,
             store=self.store,
             limiter=limiter,
+            policy=event_invoke.policy_for,
+            retry_delays=s.async_retry_delays,
         )
         concurrency = ConcurrencyService(
             functions=self.functions, store=self.store, limiter=limiter, on_change=self.invocations.queue.wake
@@ -143,6 +150,7 @@ class Platform:
         self.handlers = {
             **functions_api.handlers(self.functions, versions, concurrency),
             **concurrency_api.handlers(concurrency, self.functions),
+            **event_invoke_api.handlers(event_invoke),
             **versions_api.handlers(versions, s.account_id),
             **aliases_api.handlers(aliases, s.account_id),
             **policy_api.handlers(self.policies),

@@ -13,6 +13,11 @@ on (AWS's retry interval for throttled async events).  A run of that function th
 slot freed) or ``wake`` (its reservation changed) retries the held events at once and resets the
 backoff.  So a throttled event is never dropped, never spins, and other functions' events keep
 flowing past it.
+
+Retries: when the run callback raises ``RetryLater`` the event goes back to the queue (committed)
+with a ``not_before`` time; the dispatcher does not lease it before then, and keeps one timer for
+the earliest such time, which it reads from the store whenever it runs dry, so a restart picks
+the schedule up where it was.  The callback decides the delays (``lamina.invocation.retries``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +46,16 @@ class Throttled(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class RetryLater(Exception):
+    """Raised by the run callback: run the event again in ``delay`` seconds.  ``system_error``: the
+    try was lost to the platform, not spent by the function (it does not count as an attempt)."""
+
+    def __init__(self, delay: float, *, system_error: bool = False) -> None:
+        super().__init__(f"retry in {delay}s")
+        self.delay = delay
+        self.system_error = system_error
 
 
 @dataclass(slots=True)
@@ -66,6 +82,7 @@ class AsyncQueue:
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
         self._backoff: dict[FunctionKey, _Backoff] = {}
+        self._due_timer: asyncio.TimerHandle | None = None  # wakes the dispatcher for the next retry
 
     async def start(self) -> None:
         requeued = await self._store.call(self._store.requeue_leased)
@@ -118,6 +135,7 @@ class AsyncQueue:
                 held = [key for key, b in self._backoff.items() if b.timer is not None]
                 events = await self._store.call(self._store.lease_events, self._free, held)
                 if not events:
+                    await self._arm_due_timer(held)
                     break
                 for ev in events:
                     self._free -= 1
@@ -138,6 +156,14 @@ class AsyncQueue:
                 if held is None or held.timer is None:
                     self._have_events.set()  # the hold ended while we released it: look again
                 return
+            except RetryLater as exc:
+                await self._store.call(
+                    self._store.retry_event, ev.id, time.time() + exc.delay, exc.system_error
+                )
+                if key in self._backoff:
+                    self._retry_held(key)
+                self._have_events.set()  # the dispatcher re-arms its timer for the new due time
+                return
             except Exception:  # a platform fault; the function's own errors never raise here
                 log.exception("async event failed in the platform", extra={"request_id": ev.request_id})
             if key in self._backoff:
@@ -148,6 +174,16 @@ class AsyncQueue:
         finally:
             self._free += 1
             self._slot_freed.set()
+
+    async def _arm_due_timer(self, held: list[FunctionKey]) -> None:
+        """One timer for the earliest event waiting for its retry (none when nothing waits)."""
+        due = await self._store.call(self._store.next_due, held)
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        if due is not None:
+            delay = max(due - time.time(), 0.0)
+            self._due_timer = asyncio.get_running_loop().call_later(delay, self._have_events.set)
 
     def _hold(self, key: FunctionKey, reason: str) -> None:
         """Skip the function's events for the next backoff interval (doubling while throttled)."""
@@ -179,6 +215,8 @@ class AsyncQueue:
         self._retry_held((region, name))
 
     async def close(self) -> None:
+        if self._due_timer is not None:
+            self._due_timer.cancel()
         for b in self._backoff.values():
             if b.timer is not None:
                 b.timer.cancel()

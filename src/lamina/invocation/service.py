@@ -2,7 +2,8 @@
 
 The sync path does no database I/O: the function comes from the registry, the environment spec
 from a per-revision cache, the concurrency lease from in-memory counters, logs go to the batched
-log store.  Queued events take the same path; a throttle sends them back to the queue.
+log store.  Queued events take the same path; a throttle sends them back to the queue, a
+function or system error schedules a retry (``lamina.invocation.retries``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +27,26 @@ from lamina.execution.types import (
     LogEvent,
 )
 from lamina.functions import optdir
+from lamina.functions.arns import parse_function_ref
 from lamina.functions.codestore import CodeStore
 from lamina.functions.service import FunctionService
 from lamina.invocation.concurrency import ConcurrencyLimiter
-from lamina.invocation.queue import AsyncQueue, Throttled
+from lamina.invocation.queue import AsyncQueue, RetryLater, Throttled
+from lamina.invocation.retries import (
+    DEFAULT_RETRY_DELAYS,
+    FinalCondition,
+    FinalHook,
+    RetryPolicy,
+    expired,
+    function_error_delay,
+    log_final,
+    system_error_delay,
+)
 from lamina.model.function import FunctionVersion
 from lamina.store.metadata import MetadataStore, QueuedEvent
 from lamina.telemetry.logstore import LogStore
+
+log = logging.getLogger("lamina.async")
 
 SYNC_PAYLOAD_MAX = 6 * 1024 * 1024  # 6291456: AWS's synchronous request and response limit
 ASYNC_PAYLOAD_MAX = 1024 * 1024  # 1 MB for Event invocations
@@ -97,8 +113,14 @@ class InvocationService:
         logs: LogStore,
         store: MetadataStore,
         limiter: ConcurrencyLimiter,
+        policy: Callable[[str, str, str | None], RetryPolicy] = lambda region, name, qualifier: RetryPolicy(),
+        retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+        on_final: FinalHook = log_final,
     ) -> None:
         self._functions = functions
+        self._policy = policy  # (region, name, invoked qualifier) -> its event invoke config's settings
+        self._retry_delays = retry_delays
+        self._on_final = on_final
         self._limiter = limiter
         self._engine = engine
         engine.set_log_sink(logs.put)
@@ -195,12 +217,30 @@ class InvocationService:
             invoked_function_arn=ev.invoked_arn,
             client_context=ev.client_context,
         )
+        # The settings of the qualifier the caller invoked (an alias's, not its version's).
+        policy = self._policy(ev.region, ev.function_name, parse_function_ref(ev.invoked_arn).qualifier)
+        if expired(ev.received_at, policy, time.time()):
+            self._on_final(ev, FinalCondition.EVENT_AGE_EXCEEDED, policy)
+            return
         try:
-            await self.invoke(fv, inv)
+            result = await self.invoke(fv, inv)
         except AwsError as exc:
             if exc.code == "TooManyRequestsException":
                 raise Throttled(exc.fields["Reason"]) from None  # back to the queue, retried later
-            raise
+            delay = system_error_delay(ev.system_errors + 1)
+            log.warning(
+                "async event hit a system error; retrying",
+                extra={"request_id": ev.request_id, "error": exc.code, "retry_in_s": delay},
+            )
+            raise RetryLater(delay, system_error=True) from exc
+        if result.function_error is None:
+            self._on_final(ev, FinalCondition.SUCCESS, policy)
+            return
+        retry_in = function_error_delay(ev.attempts, policy, self._retry_delays)
+        if retry_in is None:
+            self._on_final(ev, FinalCondition.RETRIES_EXHAUSTED, policy)
+            return
+        raise RetryLater(retry_in)
 
     async def retire(self, function_arn: str) -> None:
         """After an update or delete: no old environment or cached spec may serve that function again."""

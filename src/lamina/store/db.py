@@ -23,7 +23,10 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
+    text,
 )
+from sqlalchemy.schema import CreateColumn
 
 metadata = MetaData()
 
@@ -78,7 +81,10 @@ async_events = Table(
     Column("received_at", Float, nullable=False),
     # queued -> leased -> (deleted when done); a lease left behind by a crash is re-queued at start
     Column("state", String(16), nullable=False, index=True),
-    Column("attempts", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),  # runs of the function (retries + 1)
+    # Retries: not leased before this epoch time; consecutive system errors (their backoff's exponent).
+    Column("not_before", Float, nullable=False, server_default="0"),
+    Column("system_errors", Integer, nullable=False, server_default="0"),
 )
 
 
@@ -96,4 +102,20 @@ def sqlite_engine(path: Path, schema: MetaData = metadata, *, synchronous: str =
     engine = create_engine(f"sqlite:///{path}", future=True)
     event.listen(engine, "connect", pragmas)
     schema.create_all(engine)
+    add_missing_columns(engine, schema)
     return engine
+
+
+def add_missing_columns(engine: Engine, schema: MetaData) -> None:
+    """``create_all`` makes missing tables but not columns added to existing ones since: a database
+    written by an older lamina gets them here (each such column has a server default)."""
+    present = inspect(engine)
+    with engine.begin() as conn:
+        for table in schema.sorted_tables:
+            if not present.has_table(table.name):
+                continue
+            have = {c["name"] for c in present.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    ddl = CreateColumn(column).compile(dialect=engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, tuple_, updat
 from lamina.model.function import FunctionVersion
 from lamina.store.concurrency import ConcurrencyRows, function_concurrency
 from lamina.store.db import async_events, function_versions, functions
+from lamina.store.event_invoke import EventInvokeRows
 from lamina.store.policy import PolicyRows
 from lamina.store.provisioned import ProvisionedRows
 from lamina.store.versions import VersionRows
@@ -36,10 +37,11 @@ class QueuedEvent:
     payload: bytes
     client_context: str | None
     received_at: float
-    attempts: int
+    attempts: int  # runs of the function so far, this one included
+    system_errors: int  # consecutive tries lost to a platform error before this one
 
 
-class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows):
+class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, EventInvokeRows):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-store")
@@ -95,6 +97,7 @@ class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows):
     def delete_function(self, region: str, name: str) -> None:
         self.delete_function_versions(region, name)
         self.delete_provisioned(region, name)
+        self.delete_event_invoke_configs(region, name)
         with self._engine.begin() as conn:
             conn.execute(
                 delete(function_versions).where(
@@ -134,8 +137,9 @@ class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows):
         return int(res.rowcount)
 
     def lease_events(self, limit: int, skip: Sequence[tuple[str, str]] = ()) -> list[QueuedEvent]:
-        """The oldest queued events, leased; none of the (region, function name) pairs in ``skip``."""
-        where = async_events.c.state == "queued"
+        """The oldest queued events that are due, leased; none of the (region, function name) pairs
+        in ``skip``."""
+        where = and_(async_events.c.state == "queued", async_events.c.not_before <= time.time())
         if skip:
             where = and_(where, tuple_(async_events.c.region, async_events.c.function_name).not_in(skip))
         with self._engine.begin() as conn:
@@ -160,6 +164,7 @@ class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows):
                 client_context=r.client_context,
                 received_at=r.received_at,
                 attempts=r.attempts + 1,
+                system_errors=r.system_errors,
             )
             for r in rows
         ]
@@ -173,6 +178,34 @@ class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows):
                 .where(async_events.c.id.in_(list(ids)))
                 .values(state="queued", attempts=async_events.c.attempts - 1)
             )
+
+    def retry_event(self, event_id: int, not_before: float, system_error: bool) -> None:
+        """A leased event goes back to the queue until ``not_before``: after a function error (an
+        attempt spent) or a system error (not an attempt; one more towards its backoff)."""
+        values: dict[str, Any]
+        if system_error:
+            values = {
+                "attempts": async_events.c.attempts - 1,
+                "system_errors": async_events.c.system_errors + 1,
+            }
+        else:
+            values = {"system_errors": 0}
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(async_events)
+                .where(async_events.c.id == event_id)
+                .values(state="queued", not_before=not_before, **values)
+            )
+
+    def next_due(self, skip: Sequence[tuple[str, str]] = ()) -> float | None:
+        """When the earliest queued event is due (None: nothing is queued).  No filter on the time:
+        an event that fell due since ``lease_events`` looked must still answer (at once)."""
+        where = async_events.c.state == "queued"
+        if skip:
+            where = and_(where, tuple_(async_events.c.region, async_events.c.function_name).not_in(skip))
+        with self._engine.connect() as conn:
+            due = conn.execute(select(func.min(async_events.c.not_before)).where(where)).scalar()
+        return None if due is None else float(due)
 
     def finish_events(self, ids: Sequence[int]) -> None:
         with self._engine.begin() as conn:
