@@ -94,9 +94,9 @@ def test_extension_lifecycle_and_telemetry(lam: Any, server: LaminaServer, runti
     layer = make_layer(lam)
     if runtime == "provided.al2023":
         code = executable_zip({"bootstrap": PY_BOOTSTRAP})
-        name = create_function(lam, code, Runtime=runtime, Handler="x.y", Layers=[layer])
+        name = create_function(lam, code, Runtime=runtime, Handler="x.y", Layers=[layer], Timeout=30)
     else:
-        name = create_function(lam, HANDLER, Runtime=runtime, Layers=[layer])
+        name = create_function(lam, HANDLER, Runtime=runtime, Layers=[layer], Timeout=30)
     group = f"/aws/lambda/{name}"
     rids = []
     for _ in range(2):
@@ -112,7 +112,7 @@ def test_extension_lifecycle_and_telemetry(lam: Any, server: LaminaServer, runti
     if runtime == "python3.11":
         wait_for_log(server.data_dir, group, "[ext] telemetry saw the function's line")
     # an update retires the environment: SHUTDOWN before it goes
-    lam.update_function_configuration(FunctionName=name, Timeout=5)
+    lam.update_function_configuration(FunctionName=name, Timeout=25)
     wait_for_log(server.data_dir, group, "[ext] SHUTDOWN spindown")
 
 
