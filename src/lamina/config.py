@@ -19,6 +19,24 @@ def parse_delays(text: str) -> tuple[float, ...]:
     return delays
 
 
+# boto3 service name -> the standard variable that overrides its endpoint.
+_ENDPOINT_VARIABLES = {
+    "sqs": "AWS_ENDPOINT_URL_SQS",
+    "sns": "AWS_ENDPOINT_URL_SNS",
+    "events": "AWS_ENDPOINT_URL_EVENTS",
+}
+
+
+def aws_endpoints(env: Mapping[str, str]) -> dict[str, str]:
+    """Destination endpoints: the service's own variable, else AWS_ENDPOINT_URL, else none (AWS)."""
+    out = {}
+    for service, variable in _ENDPOINT_VARIABLES.items():
+        url = env.get(variable) or env.get("AWS_ENDPOINT_URL")
+        if url:
+            out[service] = url
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -47,6 +65,10 @@ class Settings:
     preload_paths: tuple[Path, ...] = ()
     # Seconds before the 1st, 2nd ... retry of an async event whose function failed (AWS: 1 and 2 min).
     async_retry_delays: tuple[float, ...] = (60.0, 120.0)
+    # Endpoints of the services destinations and dead-letter queues are delivered to, by boto3
+    # service name ("sqs", "sns", "events"), from AWS's standard AWS_ENDPOINT_URL_<SERVICE> (or
+    # AWS_ENDPOINT_URL) variables; a service not named here is real AWS.
+    aws_endpoints: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -86,6 +108,7 @@ class Settings:
             "preload_paths": tuple(Path(p) for p in e.get("LAMINA_PRELOAD_PATH", "").split(os.pathsep) if p),
             "async_retry_delays": parse_delays(e.get("LAMINA_ASYNC_RETRY_DELAYS", "60,120")),
         }
+        values["aws_endpoints"] = aws_endpoints(e)
         interp = {}
         for key, val in e.items():
             # LAMINA_PYTHON_3_12=/usr/bin/python3.12 pins the interpreter for python3.12

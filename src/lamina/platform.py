@@ -34,6 +34,7 @@ from lamina.functions.tags import TagService
 from lamina.functions.versions import VersionService
 from lamina.ids import IdFactory
 from lamina.invocation.concurrency import ConcurrencyLimiter
+from lamina.invocation.destinations import DeliveryOutbox, RemoteTargets
 from lamina.invocation.service import InvocationService
 from lamina.policy.service import PolicyService
 from lamina.protocol import RestRouter, load_service_model
@@ -120,6 +121,12 @@ class Platform:
         await event_invoke.load()
         self.functions.on_drop.append(event_invoke.forget)
         limiter = ConcurrencyLimiter(s.account_concurrency)
+        # Records to lamina functions go back into the async queue (late-bound: it is built next).
+        self.destinations = DeliveryOutbox(
+            self.store,
+            lambda arn, payload: self.invocations.enqueue_arn(arn, payload),
+            RemoteTargets(s.aws_endpoints),
+        )
         self.invocations = InvocationService(
             functions=self.functions,
             engine=self.engine,
@@ -129,6 +136,7 @@ class Platform:
             limiter=limiter,
             policy=event_invoke.policy_for,
             retry_delays=s.async_retry_delays,
+            on_final=self.destinations.on_final,
         )
         concurrency = ConcurrencyService(
             functions=self.functions, store=self.store, limiter=limiter, on_change=self.invocations.queue.wake
@@ -147,6 +155,7 @@ class Platform:
         self.functions.on_drop.append(provisioned.forget)
         aliases.watcher = provisioned
         await self.invocations.queue.start()
+        await self.destinations.start()
         self.handlers = {
             **functions_api.handlers(self.functions, versions, concurrency),
             **concurrency_api.handlers(concurrency, self.functions),
@@ -181,6 +190,7 @@ class Platform:
         if not self._started:
             return
         self._started = False
+        await self.destinations.close()
         await self.invocations.queue.close()
         await self.engine.close()
         await self.logs.close()

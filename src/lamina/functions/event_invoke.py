@@ -4,7 +4,7 @@ A config belongs to one qualifier of a function: $LATEST (a call without a quali
 published version or an alias.  Put replaces the qualifier's config ("If you exclude any settings,
 they are removed"), Update changes only the settings it names and needs an existing config.  The
 messages are AWS's as LocalStack's snapshot tests recorded them.  Destinations are validated and
-stored; delivering to them is not done yet (``lamina.invocation.retries.on_final`` is the seam).
+stored; ``lamina.invocation.destinations`` delivers records to them.
 
 The async queue asks ``policy_for`` for the retry policy of an event: the invoked qualifier's
 config, else the unqualified function's ($LATEST's), else AWS's defaults.

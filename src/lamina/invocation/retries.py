@@ -1,4 +1,5 @@
-"""The retry schedule of async events, and the seam where their final outcome goes.
+"""The retry schedule of async events, and the seam where their final outcome goes (``FinalHook``;
+``lamina.invocation.destinations`` delivers it to destinations and dead-letter queues).
 
 AWS ("Configuring error handling for asynchronous invocation"): a function error is retried up
 to MaximumRetryAttempts times (0-2, default 2), after 1 and then 2 minutes; an event older than
@@ -12,7 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +44,21 @@ class FinalCondition(enum.Enum):
     EVENT_AGE_EXCEEDED = "EventAgeExceeded"
 
 
-# Called once per event when it leaves the queue for good: (event, why, its policy).
-FinalHook = Callable[[QueuedEvent, "FinalCondition", "RetryPolicy"], None]
+@dataclass(frozen=True, slots=True)
+class FinalResult:
+    """What the event's last run left: the invocation record's responseContext and payload, and
+    where the function's DeadLetterConfig sends discarded events."""
+
+    executed_version: str
+    dead_letter_arn: str | None = None
+    ran: bool = True  # False: discarded before this run (EventAgeExceeded), no response to report
+    payload: bytes = b""
+    function_error: str | None = None
+
+
+# Awaited once per event when it leaves the queue for good: (event, why, its policy, its result).
+# The event is removed from the queue only after it returns, so what it commits is never lost.
+FinalHook = Callable[[QueuedEvent, "FinalCondition", "RetryPolicy", FinalResult], Awaitable[None]]
 
 
 def expired(received_at: float, policy: RetryPolicy, now: float) -> bool:
@@ -64,9 +78,9 @@ def system_error_delay(errors: int) -> float:
     return float(min(SYSTEM_BACKOFF_MIN_S * 2.0 ** max(errors - 1, 0), SYSTEM_BACKOFF_MAX_S))
 
 
-def log_final(event: QueuedEvent, condition: FinalCondition, policy: RetryPolicy) -> None:
-    """The default ``on_final`` hook: an event is done for good.  Destinations (issue 6) will be
-    delivered from this seam; for now the outcome is logged, so a discarded event is never silent."""
+def log_final(event: QueuedEvent, condition: FinalCondition) -> None:
+    """An event is done for good: logged, so a discarded event is never silent (the destinations
+    hook, ``lamina.invocation.destinations``, calls this first)."""
     success = condition is FinalCondition.SUCCESS
     log.log(
         logging.DEBUG if success else logging.WARNING,
@@ -79,3 +93,10 @@ def log_final(event: QueuedEvent, condition: FinalCondition, policy: RetryPolicy
             "age_s": round(time.time() - event.received_at, 3),
         },
     )
+
+
+async def only_log_final(
+    event: QueuedEvent, condition: FinalCondition, policy: RetryPolicy, result: FinalResult
+) -> None:
+    """The ``on_final`` hook without destinations (unit tests, embedders)."""
+    log_final(event, condition)

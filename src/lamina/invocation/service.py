@@ -13,6 +13,7 @@ import binascii
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +37,11 @@ from lamina.invocation.retries import (
     DEFAULT_RETRY_DELAYS,
     FinalCondition,
     FinalHook,
+    FinalResult,
     RetryPolicy,
     expired,
     function_error_delay,
-    log_final,
+    only_log_final,
     system_error_delay,
 )
 from lamina.model.function import FunctionVersion
@@ -115,7 +117,7 @@ class InvocationService:
         limiter: ConcurrencyLimiter,
         policy: Callable[[str, str, str | None], RetryPolicy] = lambda region, name, qualifier: RetryPolicy(),
         retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
-        on_final: FinalHook = log_final,
+        on_final: FinalHook = only_log_final,
     ) -> None:
         self._functions = functions
         self._policy = policy  # (region, name, invoked qualifier) -> its event invoke config's settings
@@ -219,11 +221,13 @@ class InvocationService:
         )
         # The settings of the qualifier the caller invoked (an alias's, not its version's).
         policy = self._policy(ev.region, ev.function_name, parse_function_ref(ev.invoked_arn).qualifier)
+        dead_letter = (fv.extra.get("DeadLetterConfig") or {}).get("TargetArn") or None
         if expired(ev.received_at, policy, time.time()):
-            self._on_final(ev, FinalCondition.EVENT_AGE_EXCEEDED, policy)
+            result = FinalResult(fv.version, dead_letter, ran=False)
+            await self._on_final(ev, FinalCondition.EVENT_AGE_EXCEEDED, policy, result)
             return
         try:
-            result = await self.invoke(fv, inv)
+            run = await self.invoke(fv, inv)
         except AwsError as exc:
             if exc.code == "TooManyRequestsException":
                 raise Throttled(exc.fields["Reason"]) from None  # back to the queue, retried later
@@ -233,14 +237,30 @@ class InvocationService:
                 extra={"request_id": ev.request_id, "error": exc.code, "retry_in_s": delay},
             )
             raise RetryLater(delay, system_error=True) from exc
-        if result.function_error is None:
-            self._on_final(ev, FinalCondition.SUCCESS, policy)
+        final = FinalResult(fv.version, dead_letter, payload=run.payload, function_error=run.function_error)
+        if run.function_error is None:
+            await self._on_final(ev, FinalCondition.SUCCESS, policy, final)
             return
         retry_in = function_error_delay(ev.attempts, policy, self._retry_delays)
         if retry_in is None:
-            self._on_final(ev, FinalCondition.RETRIES_EXHAUSTED, policy)
+            await self._on_final(ev, FinalCondition.RETRIES_EXHAUSTED, policy, final)
             return
         raise RetryLater(retry_in)
+
+    async def enqueue_arn(self, arn: str, payload: bytes) -> None:
+        """Queue an async invoke of the function ``arn`` names (a destination record), as Invoke with
+        InvocationType Event would; raises AwsError when there is no such function."""
+        ref = parse_function_ref(arn)
+        if ref.region is None:
+            raise AwsError("InvalidParameterValueException", f"The destination ARN {arn} is invalid.")
+        fv = self._functions.resolve(ref.region, arn, routed=True)
+        inv = InvocationInput(
+            request_id=str(uuid.uuid4()),
+            payload=payload,
+            invoked_function_arn=fv.arn(self._functions.account_id)
+            + (f":{ref.qualifier}" if ref.qualifier else ""),
+        )
+        await self.enqueue(fv, inv, fv.version)
 
     async def retire(self, function_arn: str) -> None:
         """After an update or delete: no old environment or cached spec may serve that function again."""

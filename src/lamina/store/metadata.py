@@ -18,6 +18,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, tuple_, updat
 from lamina.model.function import FunctionVersion
 from lamina.store.concurrency import ConcurrencyRows, function_concurrency
 from lamina.store.db import async_events, function_versions, functions
+from lamina.store.deliveries import DeliveryRows
 from lamina.store.event_invoke import EventInvokeRows
 from lamina.store.policy import PolicyRows
 from lamina.store.provisioned import ProvisionedRows
@@ -41,7 +42,7 @@ class QueuedEvent:
     system_errors: int  # consecutive tries lost to a platform error before this one
 
 
-class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, EventInvokeRows):
+class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, EventInvokeRows, DeliveryRows):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-store")

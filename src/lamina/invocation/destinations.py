@@ -1,0 +1,301 @@
+"""Destinations and dead-letter queues of async events: AWS's invocation record, delivered durably.
+
+AWS ("Capturing records of Lambda asynchronous invocations"): after an async event succeeds its
+``OnSuccess`` destination gets an invocation record; when it is discarded (retries exhausted, or
+too old) its ``OnFailure`` destination gets one and the function's ``DeadLetterConfig`` queue or
+topic gets the event itself, with RequestID, ErrorCode and ErrorMessage message attributes.  A
+destination may be a lamina function (queued into lamina's own async queue, as an Event invoke),
+an SQS queue, an SNS topic or an EventBridge bus, reached with boto3 at the endpoint the server's
+environment names (``Settings.aws_endpoints``) or real AWS.
+
+Never silently dropped: the final hook commits every delivery to the outbox table before the
+event leaves the queue; a worker sends them and deletes each one only once its target accepted
+it.  A failed try is logged (request id, target ARN, error), counted (per row and in ``stats``)
+and retried after 1 s doubling up to 5 min, for as long as it takes, across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from lamina.invocation.retries import FinalCondition, FinalResult, RetryPolicy, log_final
+from lamina.store.deliveries import Delivery
+from lamina.store.metadata import MetadataStore, QueuedEvent
+
+log = logging.getLogger("lamina.destinations")
+
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 300.0
+BATCH = 32
+ERROR_MESSAGE_MAX = 1024  # AWS: "The first 1 KB of the error message"
+# Remote calls fail fast; the outbox does the retrying (with its own backoff).
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 20.0
+
+# Invokes the lamina function an ARN names, asynchronously, with a payload (the record).
+SubmitFunction = Callable[[str, bytes], Awaitable[None]]
+
+
+def _service(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[2] if len(parts) > 5 else ""
+
+
+def _region(arn: str) -> str:
+    return arn.split(":")[3]
+
+
+def _json_or_text(payload: bytes) -> Any:
+    if not payload:
+        return None
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return payload.decode(errors="replace")
+
+
+def timestamp(now: float) -> str:
+    """AWS's record timestamp: ISO 8601 in UTC with milliseconds, e.g. 2019-11-14T18:16:05.568Z."""
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def invocation_record(
+    event: QueuedEvent, condition: FinalCondition, result: FinalResult, now: float
+) -> dict[str, Any]:
+    """The record AWS sends to a destination (version 1.0)."""
+    runs = event.attempts if result.ran else event.attempts - 1  # an expired event's lease ran nothing
+    record: dict[str, Any] = {
+        "version": "1.0",
+        "timestamp": timestamp(now),
+        "requestContext": {
+            "requestId": event.request_id,
+            "functionArn": event.invoked_arn
+            if event.invoked_arn.count(":") > 6
+            else f"{event.invoked_arn}:{result.executed_version}",
+            "condition": condition.value,
+            "approximateInvokeCount": max(runs, 0),
+        },
+        "requestPayload": _json_or_text(event.payload),
+    }
+    if result.ran:
+        response: dict[str, Any] = {"statusCode": 200, "executedVersion": result.executed_version}
+        if result.function_error is not None:
+            response["functionError"] = result.function_error
+        record["responseContext"] = response
+        record["responsePayload"] = _json_or_text(result.payload)
+    return record
+
+
+def dead_letter_attributes(
+    event: QueuedEvent, condition: FinalCondition, result: FinalResult
+) -> dict[str, str]:
+    """RequestID, ErrorCode (the 3-digit status of the last run) and the first 1 KB of its error."""
+    message = ""
+    if result.ran:
+        body = _json_or_text(result.payload)
+        message = str(body.get("errorMessage", "")) if isinstance(body, dict) else str(body or "")
+        message = message or (result.function_error or "")
+    else:
+        message = "Event age exceeded the function's MaximumEventAgeInSeconds"
+    return {
+        "RequestID": event.request_id,
+        "ErrorCode": "200",
+        "ErrorMessage": message.encode()[:ERROR_MESSAGE_MAX].decode(errors="ignore") or condition.value,
+    }
+
+
+def plan(
+    event: QueuedEvent, condition: FinalCondition, policy: RetryPolicy, result: FinalResult, now: float
+) -> list[Delivery]:
+    """The deliveries an event's final outcome makes: its destination's record, its dead letter."""
+    success = condition is FinalCondition.SUCCESS
+    out: list[Delivery] = []
+    target = (policy.destinations.get("OnSuccess" if success else "OnFailure") or {}).get("Destination")
+    if target:
+        record = invocation_record(event, condition, result, now)
+        kind = "Success" if success else "Failure"
+        detail_type = f"Lambda Function Invocation Result - {kind}"
+        out.append(
+            Delivery(
+                event.request_id,
+                target,
+                json.dumps(record),
+                {"kind": "record", "detail_type": detail_type, "function_arn": event.invoked_arn},
+            )
+        )
+    # AWS sends a discarded event to the dead-letter queue whether or not OnFailure is set.
+    if not success and result.dead_letter_arn:
+        attributes = dead_letter_attributes(event, condition, result)
+        body = event.payload.decode(errors="replace")
+        out.append(
+            Delivery(
+                event.request_id,
+                result.dead_letter_arn,
+                body,
+                {"kind": "dead_letter", "attributes": attributes, "function_arn": event.invoked_arn},
+            )
+        )
+    return out
+
+
+def _message_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    return {
+        name: {"DataType": "Number" if name == "ErrorCode" else "String", "StringValue": value}
+        for name, value in attributes.items()
+    }
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class RemoteTargets:
+    """boto3 clients per (service, region), built lazily in worker threads; calls block (run them
+    with ``asyncio.to_thread``).  Credentials come from boto3's usual chain in the server's
+    environment; endpoints from ``Settings.aws_endpoints`` (absent: real AWS)."""
+
+    def __init__(self, endpoints: Mapping[str, str]) -> None:
+        self._endpoints = dict(endpoints)
+        self._lock = threading.Lock()  # boto3 sessions are not thread-safe; clients are
+        self._session: Any = None
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._queue_urls: dict[str, str] = {}
+
+    def _client(self, service: str, region: str) -> Any:
+        with self._lock:
+            client = self._clients.get((service, region))
+            if client is None:
+                import boto3  # deferred: only servers that deliver remotely pay for it
+                from botocore.config import Config
+
+                if self._session is None:
+                    self._session = boto3.session.Session()
+                client = self._session.client(
+                    service,
+                    region_name=region,
+                    endpoint_url=self._endpoints.get(service),
+                    config=Config(
+                        connect_timeout=CONNECT_TIMEOUT_S,
+                        read_timeout=READ_TIMEOUT_S,
+                        retries={"max_attempts": 1, "mode": "standard"},
+                    ),
+                )
+                self._clients[(service, region)] = client
+            return client
+
+    def send(self, delivery: Delivery, function_arn: str) -> None:
+        arn = delivery.target_arn
+        service, region = _service(arn), _region(arn)
+        attributes = _message_attributes(delivery.data.get("attributes") or {})
+        if service == "sqs":
+            sqs = self._client("sqs", region)
+            url = self._queue_urls.get(arn)
+            if url is None:
+                account, name = arn.split(":")[4], arn.split(":")[5]
+                url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+                self._queue_urls[arn] = url
+            sqs.send_message(QueueUrl=url, MessageBody=delivery.body, MessageAttributes=attributes)
+        elif service == "sns":
+            sns = self._client("sns", region)
+            sns.publish(TopicArn=arn, Message=delivery.body, MessageAttributes=attributes)
+        elif service == "events":
+            entry = {
+                "Source": "lambda",
+                "DetailType": delivery.data.get("detail_type", "Lambda Function Invocation Result"),
+                "Detail": delivery.body,
+                "EventBusName": arn,
+                "Resources": [function_arn],
+            }
+            out = self._client("events", region).put_events(Entries=[entry])
+            if out.get("FailedEntryCount"):
+                failed = out["Entries"][0]
+                raise DeliveryFailed(f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}")
+        else:
+            raise DeliveryFailed(f"lamina does not deliver to {service or 'this kind of'} targets yet")
+
+
+class DeliveryOutbox:
+    """The ``on_final`` hook and the worker that empties the outbox."""
+
+    def __init__(self, store: MetadataStore, submit: SubmitFunction, remote: RemoteTargets) -> None:
+        self._store = store
+        self._submit = submit
+        self._remote = remote
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = {"delivered": 0, "failed_tries": 0}  # since start; rows keep their own count
+
+    async def on_final(
+        self, event: QueuedEvent, condition: FinalCondition, policy: RetryPolicy, result: FinalResult
+    ) -> None:
+        log_final(event, condition)
+        items = plan(event, condition, policy, result, time.time())
+        if items:
+            await self._store.call(self._store.add_deliveries, items, time.time())
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="lamina-destinations")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()  # before reading: a row committed after this wakes the wait below
+            try:
+                due = await self._store.call(self._store.due_deliveries, BATCH, time.time())
+                if due:
+                    await asyncio.gather(*(self._deliver(d) for d in due))
+                    continue
+                next_due = await self._store.call(self._store.next_delivery_due)
+            except Exception:  # the store failed: keep the worker alive and look again later
+                log.exception("could not read the destination outbox")
+                next_due = time.time() + BACKOFF_MIN_S
+            timeout = None if next_due is None else max(next_due - time.time(), 0.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _deliver(self, d: Delivery) -> None:
+        function_arn = d.data.get("function_arn", "")
+        try:
+            if _service(d.target_arn) == "lambda":
+                await self._submit(d.target_arn, d.body.encode())
+            else:
+                await asyncio.to_thread(self._remote.send, d, function_arn)
+        except Exception as exc:
+            # Anything: a refused connection, an AWS error, a function deleted since. Retried.
+            failures = d.attempts + 1
+            delay = min(BACKOFF_MIN_S * 2.0 ** (failures - 1), BACKOFF_MAX_S)
+            self.stats["failed_tries"] += 1
+            log.warning(
+                "destination delivery failed; retrying",
+                extra={
+                    "request_id": d.request_id,
+                    "destination": d.target_arn,
+                    "kind": d.data.get("kind"),
+                    "error": f"{type(exc).__name__}: {exc}"[:500],
+                    "failures": failures,
+                    "retry_in_s": delay,
+                },
+            )
+            await self._store.call(self._store.retry_delivery, d.id, time.time() + delay)
+            return
+        await self._store.call(self._store.finish_delivery, d.id)
+        self.stats["delivered"] += 1
+        log.info(
+            "destination delivered",
+            extra={"request_id": d.request_id, "destination": d.target_arn, "kind": d.data.get("kind")},
+        )
