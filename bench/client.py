@@ -53,8 +53,10 @@ def sign_invoke(
     payload: bytes = b"{}",
     log_tail: bool = False,
     region: str = REGION,
+    invocation_type: str = "RequestResponse",
 ) -> SignedRequest:
-    """A RequestResponse Invoke signed exactly as botocore signs it (valid for 15 minutes)."""
+    """An Invoke (RequestResponse unless ``invocation_type`` says Event or DryRun) signed exactly as
+    botocore signs it (valid for 15 minutes)."""
     quoted = urllib.parse.quote(function_name, safe="")
     url = f"{endpoint.rstrip('/')}/2015-03-31/functions/{quoted}/invocations"
     netloc = urllib.parse.urlsplit(url).netloc
@@ -62,7 +64,7 @@ def sign_invoke(
         "Host": netloc,
         "Content-Type": "application/json",
         "Content-Length": str(len(payload)),
-        "X-Amz-Invocation-Type": "RequestResponse",
+        "X-Amz-Invocation-Type": invocation_type,
     }
     if log_tail:
         headers["X-Amz-Log-Type"] = "Tail"

@@ -1,8 +1,10 @@
 -- wrk script for the sync-throughput figure (bench/run.py writes the request file).
 --   wrk -t2 -c16 -d10s -s bench/invoke.lua http://127.0.0.1:PORT -- /path/to/request.http
+-- An optional second argument is the expected status (default 200; 202 for Event invokes):
+--   wrk ... -s bench/invoke.lua http://127.0.0.1:PORT -- /path/to/request.http 202
 -- The request file holds one pre-signed HTTP/1.1 request: request line, header lines, blank
 -- line, body.  This script sets wrk.method, wrk.path, wrk.headers and wrk.body from it, then
--- counts every response that is not a 200 or carries X-Amz-Function-Error: a benchmark of
+-- counts every response that is not the expected status or carries X-Amz-Function-Error: a benchmark of
 -- errors is worthless, so done() prints the counts on a line bench/run.py parses.
 
 local threads = {}
@@ -39,6 +41,7 @@ function init(args)
    wrk.path = path_
    wrk.headers = headers
    wrk.body = body
+   expected = tonumber(args[2] or "200")
    req = wrk.format(method, path_, headers, body)
    responses = 0
    bad_status = 0
@@ -52,7 +55,7 @@ end
 
 function response(status, headers, body)
    responses = responses + 1
-   if status ~= 200 then
+   if status ~= expected then
       bad_status = bad_status + 1
       if first_bad == "" then
          first_bad = tostring(status) .. " " .. tostring(body):sub(1, 200)
