@@ -8,11 +8,13 @@ turned into AWS's error shape here, at this one boundary; nothing else writes er
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
+from lamina.api import events_view
 from lamina.errors import AwsError, render_json, render_rest_json
 from lamina.protocol import parse_request, serialize_response
 from lamina.types import RequestContext
@@ -31,6 +33,8 @@ Send = Callable[[Message], Awaitable[None]]
 INVOKE_BODY_MAX = 6 * 1024 * 1024
 DEFAULT_BODY_MAX = 69905067  # AWS: 50 MB of zip, base64-encoded in the JSON body
 UNROUTED_BODY_MAX = 1024 * 1024
+# lamina's own read API (not AWS's): signed like every API request, unlike the rest of /_lamina/.
+LAMINA_API_PREFIX = "/_lamina/functions/"
 
 
 class _ClientGone(Exception):
@@ -103,7 +107,7 @@ class LaminaApp:
         request_id = self._p.ids.request_id()
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1")
-        if path.startswith("/_lamina/"):
+        if path.startswith("/_lamina/") and not path.startswith(LAMINA_API_PREFIX):
             await self._internal(scope, path, send)
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -111,7 +115,10 @@ class LaminaApp:
         renderer = render_rest_json
         try:
             try:
-                await self._api(scope, raw_path, hmap, request_id, receive, send)
+                if path.startswith(LAMINA_API_PREFIX):
+                    await self._lamina_api(scope, raw_path, hmap, request_id, receive, send)
+                else:
+                    await self._api(scope, raw_path, hmap, request_id, receive, send)
                 return
             except AwsError as err:
                 if "x-amz-target" in hmap:
@@ -185,6 +192,38 @@ class LaminaApp:
         status, out_headers, out_body = serialize_response(op, result)
         out_headers.append((b"x-amzn-requestid", request_id.encode()))
         await _send(send, status, out_headers, out_body)
+
+    async def _lamina_api(
+        self,
+        scope: Scope,
+        raw_path: bytes,
+        hmap: dict[str, str],
+        request_id: str,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """lamina's own reads (``GET /_lamina/functions/{name}/events``), SigV4-verified."""
+        p = self._p
+        method: str = scope["method"]
+        raw_query: bytes = scope.get("query_string", b"")
+        declared = int(hmap["content-length"]) if hmap.get("content-length", "").isdigit() else None
+        if "authorization" not in hmap and b"X-Amz-Signature" not in raw_query:
+            try:  # unsigned: refused before any body is read, as in _api
+                p.verifier.verify(method, raw_path, raw_query, scope["headers"], b"")
+            except AwsError as err:
+                if declared:
+                    err.headers["Connection"] = "close"
+                raise
+        body = await _read_body(receive, UNROUTED_BODY_MAX, "Unknown", declared)
+        identity = p.verifier.verify(method, raw_path, raw_query, scope["headers"], body)
+        path = raw_path.decode("latin-1")
+        parts = path[len(LAMINA_API_PREFIX) :].split("/")
+        if method != "GET" or len(parts) != 2 or not parts[0] or parts[1] != "events":
+            raise AwsError("UnknownOperationException", f"No lamina operation matches {method} {path}.")
+        result = await events_view.function_events(p.functions, p.store, identity.region, unquote(parts[0]))
+        out = json.dumps(result).encode()
+        headers = [(b"content-type", b"application/json"), (b"x-amzn-requestid", request_id.encode())]
+        await _send(send, 200, headers, out)
 
     async def _internal(self, scope: Scope, path: str, send: Send) -> None:
         """Unsigned paths: health, and code downloads authorised by their signed URL."""

@@ -13,7 +13,9 @@ import pytest
 from lamina.config import Settings, parse_delays
 from lamina.invocation.queue import AsyncQueue, RetryLater
 from lamina.invocation.retries import RetryPolicy, expired, function_error_delay, system_error_delay
+from lamina.invocation.service import error_of
 from lamina.store.db import sqlite_engine
+from lamina.store.failed_events import FailedEvent
 from lamina.store.metadata import MetadataStore, QueuedEvent
 
 R = "us-east-1"
@@ -164,5 +166,34 @@ def test_old_database_gets_the_new_queue_columns(tmp_path: Path) -> None:
     try:
         [ev] = store.lease_events(10)
         assert (ev.request_id, ev.attempts, ev.system_errors) == ("req-1", 1, 0)
+        assert (ev.last_error_type, ev.last_error_message) == ("", "")
     finally:
         store.close()
+
+
+def test_failed_events_are_bounded_per_function_and_go_with_it(tmp_path: Path) -> None:
+    store = MetadataStore(sqlite_engine(tmp_path / "q.sqlite3"))
+
+    def failed(i: int) -> FailedEvent:
+        return FailedEvent(f"req-{i}", "arn", "RetriesExhausted", 3, "ValueError", f"boom {i}", 0.0, 1.0)
+
+    try:
+        for i in range(5):
+            store.record_failed(R, "f", failed(i), keep=3)
+        store.record_failed(R, "g", failed(9), keep=3)
+        view = store.function_events(R, "f", time.time())
+        assert view["counts"]["failed"] == 3
+        assert [e["RequestId"] for e in view["failed"]] == ["req-4", "req-3", "req-2"]  # newest kept
+        store.delete_function(R, "f")
+        assert store.function_events(R, "f", time.time())["counts"]["failed"] == 0
+        assert store.function_events(R, "g", time.time())["counts"]["failed"] == 1
+    finally:
+        store.close()
+
+
+def test_error_of_reads_the_functions_error_payload() -> None:
+    body = b'{"errorType": "ValueError", "errorMessage": "boom", "stackTrace": []}'
+    assert error_of(body, "Unhandled") == ("ValueError", "boom")
+    assert error_of(b'"just text"', "Unhandled") == ("Unhandled", '"just text"')
+    assert error_of(b"not json", None) == ("", "not json")
+    assert len(error_of(b'{"errorMessage": "' + b"x" * 5000 + b'"}', "Unhandled")[1]) == 1024

@@ -625,3 +625,51 @@ def test_ls_paginates_and_fills_missing_state(cli: click.Group, stub: Stubber) -
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     assert [(r[0], r[-1]) for r in rows] == [("a", "Pending"), ("b", "Active")]
+
+
+def test_events_table_shows_each_group_and_why() -> None:
+    from lamina.cli.events import format_events
+
+    now = 1000.0
+    view = {
+        "queued": [
+            {
+                "RequestId": "q1",
+                "ReceivedAt": 990.0,
+                "Attempts": 0,
+                "NextAttemptAt": None,
+                "LastErrorType": "Throttled",
+                "LastErrorMessage": "ReservedFunctionConcurrentInvocationLimitExceeded",
+            }
+        ],
+        "in_flight": [{"RequestId": "i1", "ReceivedAt": 999.0, "Attempts": 1, "NextAttemptAt": None}],
+        "retrying": [
+            {
+                "RequestId": "r1",
+                "ReceivedAt": 700.0,
+                "Attempts": 1,
+                "NextAttemptAt": 1060.0,
+                "LastErrorType": "ValueError",
+                "LastErrorMessage": "boom\nline two",
+            }
+        ],
+        "failed": [
+            {
+                "RequestId": "f1",
+                "ReceivedAt": 0.0,
+                "Attempts": 3,
+                "Condition": "RetriesExhausted",
+                "ErrorType": "ValueError",
+                "ErrorMessage": "bad",
+            }
+        ],
+        "counts": {"queued": 1, "in_flight": 1, "retrying": 1, "failed": 1},
+    }
+    lines = format_events(view, now).splitlines()
+    assert lines[0].split() == ["REQUEST", "ID", "STATE", "ATTEMPTS", "AGE", "NEXT", "ATTEMPT", "/", "REASON"]
+    assert lines[1].split()[:4] == ["q1", "queued", "0", "10s"] and "Throttled: Reserved" in lines[1]
+    assert lines[2].split() == ["i1", "in-flight", "1", "1s", "-"]
+    assert "next in 60s (ValueError: boom line two)" in lines[3] and "5m" in lines[3]
+    assert "RetriesExhausted: ValueError: bad" in lines[4] and " 17m " in lines[4]
+    assert lines[5] == "1 queued, 1 in-flight, 1 retrying, 1 failed"
+    assert format_events({"counts": {}}, now) == "0 queued, 0 in-flight, 0 retrying, 0 failed"

@@ -1,5 +1,5 @@
 """The client verbs (``deploy``, ``invoke``, ``ls``, ``rm``, ``credentials``; ``publish`` and
-``alias`` live in lamina.cli.versions).
+``alias`` live in lamina.cli.versions, ``events`` in lamina.cli.events).
 
 They speak to ``lamina serve`` exactly as any AWS SDK would: a boto3 ``lambda`` client signed
 with SigV4, so the CLI exercises the same API surface users' own tools do.  The decisions are
@@ -660,9 +660,10 @@ def credentials(*, export: bool, conn: Connection) -> None:
 
 
 def register_client_commands(group: click.Group) -> None:
+    from lamina.cli.events import events  # it imports this module
     from lamina.cli.runtimes import runtimes
     from lamina.cli.versions import register_version_commands  # it imports this module
 
-    for command in (deploy, invoke, ls, rm, credentials, runtimes):
+    for command in (deploy, invoke, ls, rm, credentials, runtimes, events):
         group.add_command(command)
     register_version_commands(group)

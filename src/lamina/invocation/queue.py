@@ -50,12 +50,17 @@ class Throttled(Exception):
 
 class RetryLater(Exception):
     """Raised by the run callback: run the event again in ``delay`` seconds.  ``system_error``: the
-    try was lost to the platform, not spent by the function (it does not count as an attempt)."""
+    try was lost to the platform, not spent by the function (it does not count as an attempt).
+    ``error_type`` / ``error_message``: what went wrong, kept on the row for ``lamina events``."""
 
-    def __init__(self, delay: float, *, system_error: bool = False) -> None:
+    def __init__(
+        self, delay: float, *, system_error: bool = False, error_type: str = "", error_message: str = ""
+    ) -> None:
         super().__init__(f"retry in {delay}s")
         self.delay = delay
         self.system_error = system_error
+        self.error_type = error_type
+        self.error_message = error_message
 
 
 @dataclass(slots=True)
@@ -151,14 +156,19 @@ class AsyncQueue:
             except Throttled as exc:
                 # Held back before it is queued again, so the dispatcher cannot lease it at once.
                 self._hold(key, exc.reason)
-                await self._store.call(self._store.release_events, [ev.id])
+                await self._store.call(self._store.release_events, [ev.id], exc.reason)
                 held = self._backoff.get(key)
                 if held is None or held.timer is None:
                     self._have_events.set()  # the hold ended while we released it: look again
                 return
             except RetryLater as exc:
                 await self._store.call(
-                    self._store.retry_event, ev.id, time.time() + exc.delay, exc.system_error
+                    self._store.retry_event,
+                    ev.id,
+                    time.time() + exc.delay,
+                    exc.system_error,
+                    exc.error_type,
+                    exc.error_message,
                 )
                 if key in self._backoff:
                     self._retry_held(key)

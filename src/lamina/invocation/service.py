@@ -3,7 +3,8 @@
 The sync path does no database I/O: the function comes from the registry, the environment spec
 from a per-revision cache, the concurrency lease from in-memory counters, logs go to the batched
 log store.  Queued events take the same path; a throttle sends them back to the queue, a
-function or system error schedules a retry (``lamina.invocation.retries``).
+function or system error schedules a retry (``lamina.invocation.retries``), kept with its error;
+a discarded event is recorded (``lamina.store.failed_events``) before its final hook runs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from lamina.invocation.retries import (
     system_error_delay,
 )
 from lamina.model.function import FunctionVersion
+from lamina.store.failed_events import FailedEvent
 from lamina.store.metadata import MetadataStore, QueuedEvent
 from lamina.telemetry.logstore import LogStore
 
@@ -55,6 +57,7 @@ ASYNC_PAYLOAD_MAX = 1024 * 1024  # 1 MB for Event invocations
 RESPONSE_MAX = 6291556  # AWS's response limit counts a little envelope on top of 6 MB
 TAIL_BYTES = 4096
 CLIENT_CONTEXT_MAX = 3583
+ERROR_TEXT_MAX = 1024  # of an error message kept for `lamina events` (AWS's dead letters keep 1 KB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,21 @@ def check_payload(payload: bytes, limit: int) -> None:
             ) from exc
 
 
+def error_of(payload: bytes, function_error: str | None) -> tuple[str, str]:
+    """A failed run's error type and message: the ``errorType`` / ``errorMessage`` of the function's
+    error payload, else the function error and the payload's text."""
+    try:
+        body = json.loads(payload) if payload else None
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        kind = str(body.get("errorType") or function_error or "")
+        message = str(body.get("errorMessage") or "")
+    else:
+        kind, message = function_error or "", payload.decode(errors="replace")
+    return kind, message.encode()[:ERROR_TEXT_MAX].decode(errors="ignore")
+
+
 def log_tail(events: tuple[LogEvent, ...]) -> str:
     text = "".join(e.message + "\n" for e in events).encode()
     return base64.b64encode(text[-TAIL_BYTES:]).decode()
@@ -123,6 +141,7 @@ class InvocationService:
         self._policy = policy  # (region, name, invoked qualifier) -> its event invoke config's settings
         self._retry_delays = retry_delays
         self._on_final = on_final
+        self._store = store
         self._limiter = limiter
         self._engine = engine
         engine.set_log_sink(logs.put)
@@ -224,6 +243,9 @@ class InvocationService:
         dead_letter = (fv.extra.get("DeadLetterConfig") or {}).get("TargetArn") or None
         if expired(ev.received_at, policy, time.time()):
             result = FinalResult(fv.version, dead_letter, ran=False)
+            # Not run again: the reason it waited is the previous try's error (or throttle).
+            why = (ev.last_error_type, ev.last_error_message)
+            await self._record_failed(ev, FinalCondition.EVENT_AGE_EXCEEDED, ev.attempts - 1, *why)
             await self._on_final(ev, FinalCondition.EVENT_AGE_EXCEEDED, policy, result)
             return
         try:
@@ -236,16 +258,38 @@ class InvocationService:
                 "async event hit a system error; retrying",
                 extra={"request_id": ev.request_id, "error": exc.code, "retry_in_s": delay},
             )
-            raise RetryLater(delay, system_error=True) from exc
+            raise RetryLater(
+                delay, system_error=True, error_type=exc.code, error_message=exc.message
+            ) from exc
         final = FinalResult(fv.version, dead_letter, payload=run.payload, function_error=run.function_error)
         if run.function_error is None:
             await self._on_final(ev, FinalCondition.SUCCESS, policy, final)
             return
+        error_type, error_message = error_of(run.payload, run.function_error)
         retry_in = function_error_delay(ev.attempts, policy, self._retry_delays)
         if retry_in is None:
+            await self._record_failed(
+                ev, FinalCondition.RETRIES_EXHAUSTED, ev.attempts, error_type, error_message
+            )
             await self._on_final(ev, FinalCondition.RETRIES_EXHAUSTED, policy, final)
             return
-        raise RetryLater(retry_in)
+        raise RetryLater(retry_in, error_type=error_type, error_message=error_message)
+
+    async def _record_failed(
+        self, ev: QueuedEvent, condition: FinalCondition, runs: int, error_type: str, error_message: str
+    ) -> None:
+        """Committed before the event leaves the queue: a crash in between records it twice at worst."""
+        failed = FailedEvent(
+            request_id=ev.request_id,
+            invoked_arn=ev.invoked_arn,
+            condition=condition.value,
+            attempts=max(runs, 0),
+            error_type=error_type,
+            error_message=error_message,
+            received_at=ev.received_at,
+            failed_at=time.time(),
+        )
+        await self._store.call(self._store.record_failed, ev.region, ev.function_name, failed)
 
     async def enqueue_arn(self, arn: str, payload: bytes) -> None:
         """Queue an async invoke of the function ``arn`` names (a destination record), as Invoke with

@@ -85,6 +85,10 @@ async_events = Table(
     # Retries: not leased before this epoch time; consecutive system errors (their backoff's exponent).
     Column("not_before", Float, nullable=False, server_default="0"),
     Column("system_errors", Integer, nullable=False, server_default="0"),
+    # Why the event is waiting (for `lamina events`): the last try's error type and message, or
+    # the throttle's reason; empty until something went wrong.
+    Column("last_error_type", Text, nullable=False, server_default=""),
+    Column("last_error_message", Text, nullable=False, server_default=""),
 )
 
 

@@ -20,6 +20,7 @@ from lamina.store.concurrency import ConcurrencyRows, function_concurrency
 from lamina.store.db import async_events, function_versions, functions
 from lamina.store.deliveries import DeliveryRows
 from lamina.store.event_invoke import EventInvokeRows
+from lamina.store.failed_events import FailedEventRows
 from lamina.store.policy import PolicyRows
 from lamina.store.provisioned import ProvisionedRows
 from lamina.store.versions import VersionRows
@@ -40,9 +41,14 @@ class QueuedEvent:
     received_at: float
     attempts: int  # runs of the function so far, this one included
     system_errors: int  # consecutive tries lost to a platform error before this one
+    # Why the previous try did not finish it (error type and message, or a throttle's reason).
+    last_error_type: str = ""
+    last_error_message: str = ""
 
 
-class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, EventInvokeRows, DeliveryRows):
+class MetadataStore(
+    VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, EventInvokeRows, DeliveryRows, FailedEventRows
+):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-store")
@@ -99,6 +105,7 @@ class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, E
         self.delete_function_versions(region, name)
         self.delete_provisioned(region, name)
         self.delete_event_invoke_configs(region, name)
+        self.delete_failed_events(region, name)
         with self._engine.begin() as conn:
             conn.execute(
                 delete(function_versions).where(
@@ -166,23 +173,34 @@ class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, E
                 received_at=r.received_at,
                 attempts=r.attempts + 1,
                 system_errors=r.system_errors,
+                last_error_type=r.last_error_type,
+                last_error_message=r.last_error_message,
             )
             for r in rows
         ]
 
-    def release_events(self, ids: Sequence[int]) -> None:
-        """Leased events that could not start (throttled) go back to the queue; the lease that did
-        not run the function does not count as an attempt."""
+    def release_events(self, ids: Sequence[int], reason: str = "") -> None:
+        """Leased events that could not start (throttled, for ``reason``) go back to the queue; the
+        lease that did not run the function does not count as an attempt."""
+        why = {"last_error_type": "Throttled", "last_error_message": reason} if reason else {}
         with self._engine.begin() as conn:
             conn.execute(
                 update(async_events)
                 .where(async_events.c.id.in_(list(ids)))
-                .values(state="queued", attempts=async_events.c.attempts - 1)
+                .values(state="queued", attempts=async_events.c.attempts - 1, **why)
             )
 
-    def retry_event(self, event_id: int, not_before: float, system_error: bool) -> None:
+    def retry_event(
+        self,
+        event_id: int,
+        not_before: float,
+        system_error: bool,
+        error_type: str = "",
+        error_message: str = "",
+    ) -> None:
         """A leased event goes back to the queue until ``not_before``: after a function error (an
-        attempt spent) or a system error (not an attempt; one more towards its backoff)."""
+        attempt spent) or a system error (not an attempt; one more towards its backoff), kept with
+        the error's type and message."""
         values: dict[str, Any]
         if system_error:
             values = {
@@ -195,7 +213,13 @@ class MetadataStore(VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, E
             conn.execute(
                 update(async_events)
                 .where(async_events.c.id == event_id)
-                .values(state="queued", not_before=not_before, **values)
+                .values(
+                    state="queued",
+                    not_before=not_before,
+                    last_error_type=error_type,
+                    last_error_message=error_message,
+                    **values,
+                )
             )
 
     def next_due(self, skip: Sequence[tuple[str, str]] = ()) -> float | None:
