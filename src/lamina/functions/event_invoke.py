@@ -15,13 +15,13 @@ change the in-memory map only after the store committed; the drop hook runs unde
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from typing import Any
 
 from lamina.errors import AwsError
 from lamina.functions.arns import parse_function_ref, resolve_qualifier
+from lamina.functions.qualifier_pages import qualifier_page
 from lamina.functions.service import FunctionService
 from lamina.invocation.retries import RetryPolicy
 from lamina.model.function import LATEST, function_arn
@@ -44,12 +44,6 @@ _KINDS = {
 
 def _invalid(message: str) -> AwsError:
     return AwsError("InvalidParameterValueException", message)
-
-
-def _order(qualifier: str) -> tuple[int, int, str]:
-    if qualifier == LATEST:
-        return (0, 0, "")
-    return (1, int(qualifier), "") if qualifier.isdigit() else (2, 0, qualifier)
 
 
 class EventInvokeService:
@@ -105,19 +99,10 @@ class EventInvokeService:
         if not self._ours(ref.account) or not self._exists(region, ref.name):
             raise AwsError("ResourceNotFoundException", NO_FUNCTION)
         configs = self._configs.get((region, ref.name), {})
-        ordered = sorted(configs, key=_order)
-        start = 0
-        if marker:
-            try:
-                after = _order(base64.urlsafe_b64decode(marker.encode()).decode())
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise _invalid("Invalid marker.") from exc
-            start = next((i for i, q in enumerate(ordered) if _order(q) > after), len(ordered))
-        limit = max_items or 50
-        page = ordered[start : start + limit]
+        page, next_marker = qualifier_page(configs, marker, max_items)
         out: dict[str, Any] = {"FunctionEventInvokeConfigs": [self._describe(configs[q]) for q in page]}
-        if start + limit < len(ordered):
-            out["NextMarker"] = base64.urlsafe_b64encode(page[-1].encode()).decode()
+        if next_marker is not None:
+            out["NextMarker"] = next_marker
         return out
 
     # -- the async queue and hooks ----------------------------------------------------------------

@@ -21,7 +21,6 @@ committed.  The drop and alias hooks run under the function's lock already and t
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from lamina.errors import AwsError
 from lamina.execution.types import EnvironmentSpec, ExecutionEngine, ProvisionedState, ProvisionStatus
 from lamina.functions.arns import parse_function_ref, resolve_qualifier
 from lamina.functions.concurrency import ConcurrencyService
+from lamina.functions.qualifier_pages import qualifier_page
 from lamina.functions.service import FunctionService
 from lamina.invocation.concurrency import ConcurrencyLimiter
 from lamina.model.alias import Alias
@@ -62,10 +62,6 @@ def split(alias: Alias, requested: int) -> dict[str, int]:
         out[alias.function_version] -= extra
         out[version] = extra
     return {v: n for v, n in out.items() if n > 0}
-
-
-def _order(qualifier: str) -> tuple[int, int, str]:
-    return (0, int(qualifier), "") if qualifier.isdigit() else (1, 0, qualifier)
 
 
 class ProvisionedService:
@@ -149,24 +145,15 @@ class ProvisionedService:
             arn = function_arn(region, self._functions.account_id, ref.name)
             raise AwsError("ResourceNotFoundException", f"Function not found: {arn}")
         configs = self._configs.get((region, ref.name), {})
-        ordered = sorted(configs, key=_order)
-        start = 0
-        if marker:
-            try:
-                after = _order(base64.urlsafe_b64decode(marker.encode()).decode())
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise _invalid("Invalid marker.") from exc
-            start = next((i for i, q in enumerate(ordered) if _order(q) > after), len(ordered))
-        limit = max_items or 50
-        page = ordered[start : start + limit]
+        page, next_marker = qualifier_page(configs, marker, max_items)
         account = self._functions.account_id
         items = [
             {"FunctionArn": function_arn(region, account, ref.name, q), **self._describe(configs[q])}
             for q in page
         ]
         out: dict[str, Any] = {"ProvisionedConcurrencyConfigs": items}
-        if start + limit < len(ordered):
-            out["NextMarker"] = base64.urlsafe_b64encode(page[-1].encode()).decode()
+        if next_marker is not None:
+            out["NextMarker"] = next_marker
         return out
 
     # -- hooks ------------------------------------------------------------------------------------
