@@ -125,7 +125,12 @@ class AsyncQueue:
             for _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
-            self._have_events.set()
+            # Nothing new can start if every event just committed belongs to a function held
+            # back after a throttle: its timer wakes the dispatcher.  Waking it anyway made it
+            # rescan the whole queue after every commit (1k accepts/s instead of many more).
+            held = {key for key, b in self._backoff.items() if b.timer is not None}
+            if not held or any((row["region"], row["function_name"]) not in held for row, _ in batch):
+                self._have_events.set()
 
     async def _dispatch_loop(self) -> None:
         while True:

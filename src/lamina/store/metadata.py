@@ -127,14 +127,11 @@ class MetadataStore(
             )
 
     # -- async events ------------------------------------------------------------------------------
-    def enqueue_events(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert a batch in ONE transaction (group commit): one fsync for many 202s."""
-        ids: list[int] = []
+    def enqueue_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert a batch in ONE transaction (group commit): one fsync for many 202s, and one
+        executemany for all the rows (a statement per row cost more than the fsync)."""
         with self._engine.begin() as conn:
-            for row in rows:
-                res = conn.execute(insert(async_events).values(state="queued", attempts=0, **row))
-                ids.append(int(res.inserted_primary_key[0]))  # type: ignore[index]
-        return ids
+            conn.execute(insert(async_events), [{"state": "queued", "attempts": 0, **row} for row in rows])
 
     def requeue_leased(self) -> int:
         """After a crash, events that were being processed go back to the queue."""
