@@ -88,6 +88,10 @@ class AsyncQueue:
         self._running: set[asyncio.Task[None]] = set()
         self._backoff: dict[FunctionKey, _Backoff] = {}
         self._due_timer: asyncio.TimerHandle | None = None  # wakes the dispatcher for the next retry
+        # Finished events, deleted in batches (one transaction for many, like the accepts): until
+        # then they stay leased, and a crash only redelivers them (at least once, as AWS).
+        self._finished: list[int] = []
+        self._have_finished = asyncio.Event()
 
     async def start(self) -> None:
         requeued = await self._store.call(self._store.requeue_leased)
@@ -98,6 +102,7 @@ class AsyncQueue:
         self._tasks = [
             loop.create_task(self._commit_loop(), name="lamina-queue-commit"),
             loop.create_task(self._dispatch_loop(), name="lamina-queue-dispatch"),
+            loop.create_task(self._finish_loop(), name="lamina-queue-finish"),
         ]
 
     async def submit(self, row: dict[str, Any]) -> None:
@@ -185,10 +190,26 @@ class AsyncQueue:
                 self._retry_held(key)  # it ran and is done: a slot of that function just freed
             # Only a finished run removes the event; cancellation (shutdown) or a crash before this
             # line leaves it leased, and the next start redelivers it.
-            await self._store.call(self._store.finish_events, [ev.id])
+            self._finished.append(ev.id)
+            self._have_finished.set()
         finally:
             self._free += 1
             self._slot_freed.set()
+
+    async def _finish_loop(self) -> None:
+        while True:
+            await self._have_finished.wait()
+            self._have_finished.clear()
+            await self._flush_finished()
+
+    async def _flush_finished(self) -> None:
+        ids, self._finished = self._finished, []
+        if not ids:
+            return
+        try:
+            await self._store.call(self._store.finish_events, ids)
+        except Exception:  # they stay leased: the next start redelivers them (never lost)
+            log.exception("could not remove finished async events", extra={"count": len(ids)})
 
     async def _arm_due_timer(self, held: list[FunctionKey]) -> None:
         """One timer for the earliest event waiting for its retry (none when nothing waits)."""
@@ -240,3 +261,4 @@ class AsyncQueue:
         for task in [*self._tasks, *self._running]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._flush_finished()  # what finished before the stop is not redelivered
