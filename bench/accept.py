@@ -57,7 +57,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from client import percentile, sign_invoke  # noqa: E402
+from client import percentile, print_rows, sign_invoke  # noqa: E402
 from lamina_server import LaminaServer  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "accept.json"
@@ -363,15 +363,7 @@ def print_table(modes: list[dict[str, Any]], connections: int) -> bool:
             rows.append(
                 (f"{m['mode']}: floor, commit per insert (info)", "-", f(p["eps"], ",.0f"), "-", "-", "info")
             )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, r in enumerate(rows):
-        print(
-            "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_rows(rows)
     print(
         "\nfloor: raw sqlite3, lamina's schema and pragmas (WAL, synchronous=FULL) on the same disk,"
         f" {connections} closed-loop producers and one writer doing lamina's group commit (one COMMIT"

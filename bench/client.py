@@ -209,6 +209,21 @@ def replay(
     return result
 
 
+# --------------------------------------------------------------------------- output
+def print_rows(rows: Sequence[Sequence[str]]) -> None:
+    """The benches' tables: the first row is the header (underlined), the first column left-aligned,
+    the others right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
 # --------------------------------------------------------------------------- statistics
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100), linear interpolation between closest ranks."""

@@ -46,6 +46,7 @@ from client import (  # noqa: E402
     KeepAliveClient,
     ReplayResult,
     free_port,
+    print_rows,
     replay,
     retarget,
     sign_invoke,
@@ -1099,15 +1100,7 @@ def print_table(figures: list[Figure]) -> None:
         rows.append(
             (f.name, f.unit, fmt(f.lamina, f.unit), fmt(f.floor, f.unit), ratio, f.target_text, verdict)
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print(
-            "  ".join(
-                c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_rows(rows)
     errors: dict[str, list[str]] = {}
     for f in figures:
         if f.error:
