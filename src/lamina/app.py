@@ -154,14 +154,7 @@ class LaminaApp:
         query = raw_query.decode("latin-1")
         declared = int(hmap["content-length"]) if hmap.get("content-length", "").isdigit() else None
         if "authorization" not in hmap and b"X-Amz-Signature" not in raw_query:
-            # Unsigned: refuse before reading (and buffering) a body nobody is allowed to send,
-            # and close, so that unread body is never parsed as a next request.
-            try:
-                p.verifier.verify(method, raw_path, raw_query, scope["headers"], b"")
-            except AwsError as err:
-                if declared:
-                    err.headers["Connection"] = "close"
-                raise
+            self._refuse_unsigned(scope, raw_path, raw_query, declared)
         target = hmap.get("x-amz-target")
         matched = None if target else p.router.match(method, path, query)
         if matched is None:
@@ -193,6 +186,17 @@ class LaminaApp:
         out_headers.append((b"x-amzn-requestid", request_id.encode()))
         await _send(send, status, out_headers, out_body)
 
+    def _refuse_unsigned(self, scope: Scope, raw_path: bytes, raw_query: bytes, declared: int | None) -> None:
+        """An unsigned request is refused before its body is read (and buffered): nobody is
+        allowed to send one.  With a body declared the connection closes, so that unread body is
+        never parsed as a next request.  (Raises: the verifier's AWS error for a missing signature.)"""
+        try:
+            self._p.verifier.verify(scope["method"], raw_path, raw_query, scope["headers"], b"")
+        except AwsError as err:
+            if declared:
+                err.headers["Connection"] = "close"
+            raise
+
     async def _lamina_api(
         self,
         scope: Scope,
@@ -208,12 +212,7 @@ class LaminaApp:
         raw_query: bytes = scope.get("query_string", b"")
         declared = int(hmap["content-length"]) if hmap.get("content-length", "").isdigit() else None
         if "authorization" not in hmap and b"X-Amz-Signature" not in raw_query:
-            try:  # unsigned: refused before any body is read, as in _api
-                p.verifier.verify(method, raw_path, raw_query, scope["headers"], b"")
-            except AwsError as err:
-                if declared:
-                    err.headers["Connection"] = "close"
-                raise
+            self._refuse_unsigned(scope, raw_path, raw_query, declared)
         body = await _read_body(receive, UNROUTED_BODY_MAX, "Unknown", declared)
         identity = p.verifier.verify(method, raw_path, raw_query, scope["headers"], body)
         path = raw_path.decode("latin-1")
