@@ -112,11 +112,11 @@ def function_environment(
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
     }
-    if runtime.startswith("python"):
+    if catalog.is_python(runtime):
         pyver = runtime.removeprefix("python")
         env["PYTHONPATH"] = f"{task}:/opt/python/lib/python{pyver}/site-packages:/opt/python"
         env["NODE_PATH"] = "/opt/nodejs/node_modules"
-    elif runtime.startswith("nodejs"):
+    elif catalog.is_node(runtime):
         major = runtime.removeprefix("nodejs").split(".")[0]
         env["NODE_PATH"] = (
             f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:{runtime_dir}/node_modules:"
