@@ -46,6 +46,21 @@ class QueuedEvent:
     last_error_message: str = ""
 
 
+_ENQUEUE_COLUMNS = (
+    "request_id",
+    "region",
+    "function_name",
+    "qualifier",
+    "invoked_arn",
+    "payload",
+    "client_context",
+    "received_at",
+)
+_ENQUEUE_SQL = "INSERT INTO {} ({}, state, attempts) VALUES ({}, 'queued', 0)".format(
+    async_events.name, ", ".join(_ENQUEUE_COLUMNS), ", ".join(["?"] * len(_ENQUEUE_COLUMNS))
+)
+
+
 class MetadataStore(
     VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, EventInvokeRows, DeliveryRows, FailedEventRows
 ):
@@ -130,8 +145,11 @@ class MetadataStore(
     def enqueue_events(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert a batch in ONE transaction (group commit): one fsync for many 202s, and one
         executemany for all the rows (a statement per row cost more than the fsync)."""
+        params = [tuple(row.get(c) for c in _ENQUEUE_COLUMNS) for row in rows]
         with self._engine.begin() as conn:
-            conn.execute(insert(async_events), [{"state": "queued", "attempts": 0, **row} for row in rows])
+            # The driver's executemany on one prepared INSERT: SQLAlchemy's per-row processing of
+            # dicts cost as much as the rest of the commit, on the thread the accepts wait on.
+            conn.exec_driver_sql(_ENQUEUE_SQL, params)
 
     def requeue_leased(self) -> int:
         """After a crash, events that were being processed go back to the queue."""
