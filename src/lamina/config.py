@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lamina.telemetry.tracing import TracingSettings
+
 
 def parse_delays(text: str) -> tuple[float, ...]:
     """``LAMINA_ASYNC_RETRY_DELAYS``: comma-separated seconds, e.g. "60,120"."""
@@ -69,6 +71,8 @@ class Settings:
     # service name ("sqs", "sns", "events"), from AWS's standard AWS_ENDPOINT_URL_<SERVICE> (or
     # AWS_ENDPOINT_URL) variables; a service not named here is real AWS.
     aws_endpoints: Mapping[str, str] = field(default_factory=dict)
+    # OpenTelemetry export of invoke spans (OTEL_EXPORTER_OTLP_* variables); None: off.
+    tracing: TracingSettings | None = None
 
     @property
     def db_path(self) -> Path:
@@ -109,6 +113,7 @@ class Settings:
             "async_retry_delays": parse_delays(e.get("LAMINA_ASYNC_RETRY_DELAYS", "60,120")),
         }
         values["aws_endpoints"] = aws_endpoints(e)
+        values["tracing"] = TracingSettings.from_env(e)
         interp = {}
         for key, val in e.items():
             # LAMINA_PYTHON_3_12=/usr/bin/python3.12 pins the interpreter for python3.12

@@ -42,6 +42,7 @@ from lamina.store.db import sqlite_engine
 from lamina.store.layers import LayerRows
 from lamina.store.metadata import MetadataStore
 from lamina.telemetry.logstore import LogStore
+from lamina.telemetry.tracing import SpanExporter
 from lamina.types import Handler
 
 log = logging.getLogger("lamina.platform")
@@ -121,6 +122,9 @@ class Platform:
         await event_invoke.load()
         self.functions.on_drop.append(event_invoke.forget)
         limiter = ConcurrencyLimiter(s.account_concurrency)
+        self.tracer = SpanExporter(s.tracing) if s.tracing is not None else None
+        if self.tracer is not None:
+            self.tracer.start()
         # Records to lamina functions go back into the async queue (late-bound: it is built next).
         self.destinations = DeliveryOutbox(
             self.store,
@@ -137,6 +141,7 @@ class Platform:
             policy=event_invoke.policy_for,
             retry_delays=s.async_retry_delays,
             on_final=self.destinations.on_final,
+            tracer=self.tracer,
         )
         concurrency = ConcurrencyService(
             functions=self.functions, store=self.store, limiter=limiter, on_change=self.invocations.queue.wake
@@ -191,6 +196,8 @@ class Platform:
             return
         self._started = False
         await self.destinations.close()
+        if self.tracer is not None:
+            await self.tracer.close()
         await self.invocations.queue.close()
         await self.engine.close()
         await self.logs.close()

@@ -37,6 +37,7 @@ def handlers(
             invoked_function_arn=fv.arn(account) + (f":{qualifier}" if qualifier else ""),
             client_context=client_context,
             trace_id=ctx.trace_id or ids.trace_id(),
+            trace_generated=ctx.trace_id is None,
         )
         if kind == "Event":
             await invocations.enqueue(fv, inv, fv.version)

@@ -59,6 +59,7 @@ class InvocationInput:
     client_context: str | None = None  # the decoded JSON text of X-Amz-Client-Context
     cognito_identity: str | None = None  # JSON text, when present
     trace_id: str | None = None
+    trace_generated: bool = False  # lamina made trace_id up (the caller sent none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from lamina.model.function import FunctionVersion
 from lamina.store.failed_events import FailedEvent
 from lamina.store.metadata import MetadataStore, QueuedEvent
 from lamina.telemetry.logstore import LogStore
+from lamina.telemetry.tracing import InvokeRecord, SpanExporter
 
 log = logging.getLogger("lamina.async")
 
@@ -136,8 +137,10 @@ class InvocationService:
         policy: Callable[[str, str, str | None], RetryPolicy] = lambda region, name, qualifier: RetryPolicy(),
         retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
         on_final: FinalHook = only_log_final,
+        tracer: SpanExporter | None = None,
     ) -> None:
         self._functions = functions
+        self._tracer = tracer  # None: no OTLP endpoint configured, nothing done per invoke
         self._policy = policy  # (region, name, invoked qualifier) -> its event invoke config's settings
         self._retry_delays = retry_delays
         self._on_final = on_final
@@ -196,11 +199,14 @@ class InvocationService:
     async def invoke(self, fv: FunctionVersion, inv: InvocationInput, *, tail: bool = False) -> SyncResult:
         spec = self.spec_for(fv)
         lease = self._limiter.acquire(fv.region, fv.name, fv.version)  # or AWS's 429, before any work
+        start_ns = time.time_ns()
         try:
             outcome = await self._engine.invoke(spec, inv)
         finally:
             lease.release()
         self._logs.put(spec.log_group, outcome.log_stream, outcome.log_events)
+        if self._tracer is not None:
+            self._trace(spec, inv, outcome, start_ns)
         payload, error = outcome.payload, outcome.function_error
         if len(payload) > RESPONSE_MAX:
             payload = json.dumps(
@@ -213,6 +219,30 @@ class InvocationService:
             error = "Unhandled"
         return SyncResult(outcome, payload, error, log_tail(outcome.log_events) if tail else None)
 
+    def _trace(
+        self, spec: EnvironmentSpec, inv: InvocationInput, outcome: InvocationOutcome, start_ns: int
+    ) -> None:
+        assert self._tracer is not None
+        self._tracer.record(
+            InvokeRecord(
+                trace_header=inv.trace_id,
+                trace_generated=inv.trace_generated,
+                request_id=inv.request_id,
+                function_name=spec.function_name,
+                function_arn=inv.invoked_function_arn,
+                version=spec.version,
+                region=spec.region,
+                account_id=spec.account_id,
+                start_ns=start_ns,
+                end_ns=time.time_ns(),
+                init_ms=outcome.init_duration_ms,
+                duration_ms=outcome.duration_ms,
+                function_error=outcome.function_error,
+                trigger="other",
+                memory_mb=spec.memory_mb,
+            )
+        )
+
     async def enqueue(self, fv: FunctionVersion, inv: InvocationInput, qualifier: str) -> None:
         await self.queue.submit(
             {
@@ -224,6 +254,8 @@ class InvocationService:
                 "payload": inv.payload,
                 "client_context": inv.client_context,
                 "received_at": time.time(),
+                "trace_id": inv.trace_id,
+                "trace_generated": inv.trace_generated,
             }
         )
 
@@ -237,6 +269,8 @@ class InvocationService:
             payload=ev.payload,
             invoked_function_arn=ev.invoked_arn,
             client_context=ev.client_context,
+            trace_id=ev.trace_id,
+            trace_generated=ev.trace_generated,
         )
         # The settings of the qualifier the caller invoked (an alias's, not its version's).
         policy = self._policy(ev.region, ev.function_name, parse_function_ref(ev.invoked_arn).qualifier)

@@ -89,6 +89,9 @@ async_events = Table(
     # the throttle's reason; empty until something went wrong.
     Column("last_error_type", Text, nullable=False, server_default=""),
     Column("last_error_message", Text, nullable=False, server_default=""),
+    # The invoke's X-Amzn-Trace-Id: the runs of an async event continue the caller's trace.
+    Column("trace_id", Text, nullable=True),
+    Column("trace_generated", Integer, nullable=False, server_default="0"),
 )
 
 

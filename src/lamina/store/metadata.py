@@ -44,6 +44,8 @@ class QueuedEvent:
     # Why the previous try did not finish it (error type and message, or a throttle's reason).
     last_error_type: str = ""
     last_error_message: str = ""
+    trace_id: str | None = None
+    trace_generated: bool = False
 
 
 _ENQUEUE_COLUMNS = (
@@ -55,6 +57,8 @@ _ENQUEUE_COLUMNS = (
     "payload",
     "client_context",
     "received_at",
+    "trace_id",
+    "trace_generated",
 )
 _ENQUEUE_SQL = "INSERT INTO {} ({}, state, attempts) VALUES ({}, 'queued', 0)".format(
     async_events.name, ", ".join(_ENQUEUE_COLUMNS), ", ".join(["?"] * len(_ENQUEUE_COLUMNS))
@@ -190,6 +194,8 @@ class MetadataStore(
                 system_errors=r.system_errors,
                 last_error_type=r.last_error_type,
                 last_error_message=r.last_error_message,
+                trace_id=r.trace_id,
+                trace_generated=bool(r.trace_generated),
             )
             for r in rows
         ]
