@@ -2,7 +2,7 @@
 
     python bench/run.py                 # everything, 3 rounds (make bench)
     python bench/run.py --quick         # one short round of each, for a smoke check
-    python bench/run.py --only warm     # warm | alias | throughput | cold | runtimes (repeatable)
+    python bench/run.py --only warm     # warm | alias | logs | throughput | cold | runtimes (repeatable)
 
 Figures (see docs/benchmarks.md): warm invoke p50/p99 over one keep-alive connection, sync
 throughput with wrk at 16 connections, cold start p50 of freshly created functions; "alias" is the
@@ -53,7 +53,7 @@ from client import (  # noqa: E402
     summarize,
 )
 from floor import FloorProcess  # noqa: E402
-from lamina_server import NOOP_SOURCE, ROLE, LaminaServer  # noqa: E402
+from lamina_server import NOOP_SOURCE, ROLE, LaminaServer, noop_zip  # noqa: E402
 from runtimes_bench import (  # noqa: E402
     NODE_HANDLER,
     NODE_HOP_CLIENT,
@@ -282,7 +282,7 @@ def pinned(enabled: bool, server_roots: list[int]) -> Iterator[str]:
 
 # --------------------------------------------------------------------------- 1. warm invoke
 def bench_warm(cfg: Config, server: LaminaServer, floor: FloorProcess, *, pin: bool = True) -> list[Figure]:
-    p50 = Figure("warm_p50_ms", "warm invoke p50", "ms", target_op="<=", target=3.0)
+    p50 = Figure("warm_p50_ms", "warm invoke p50", "ms", target_op="<=", target=2.0)
     p99 = Figure("warm_p99_ms", "warm invoke p99", "ms")
     name = "bench-warm-noop"
     ensure_noop(server, name)
@@ -356,6 +356,41 @@ def ensure_weighted_alias(server: LaminaServer, name: str) -> None:
             client.create_alias(FunctionName=name, Name=alias, FunctionVersion="1", RoutingConfig=routing)
 
 
+def replay_sides(
+    cfg: Config,
+    server: LaminaServer,
+    raws: dict[str, bytes],
+    sides: tuple[str, ...],
+    errors: dict[str, str],
+    *,
+    pin: bool,
+    label: str,
+) -> dict[str, list[dict[str, float]]]:
+    """Replay each side's signed request on one server, ``warm_rounds`` times, each side going
+    first in turn; the per-round statistics by side (and ``placement``).  Stops at the first error
+    (recorded in ``errors``): a figure with errors is never benchmarked."""
+    stats: dict[str, list[Any]] = {side: [] for side in sides}
+    roots = [server.proc.pid] if server.proc is not None else []
+    with pinned(pin, roots) as placement:
+        log(f"{label}: {placement}")
+        stats["placement"] = [placement]
+        for r in range(cfg.warm_rounds):
+            for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
+                if errors:
+                    return stats
+                result = replay(
+                    "127.0.0.1", server.port, raws[side], cfg.warm_requests, warmup=cfg.warm_warmup
+                )
+                err = replay_error(result)
+                if err is not None:
+                    errors[side] = f"round {r + 1}: {err}"
+                    return stats
+                s = summarize(result.latencies_ms)
+                stats[side].append(s)
+                log(f"{label} round {r + 1} {side:7s} p50={s['p50']:.3f} ms p99={s['p99']:.3f} ms")
+    return stats
+
+
 def bench_warm_alias(cfg: Config, server: LaminaServer, *, pin: bool = True) -> list[Figure]:
     """Warm invoke through ``live`` (weighted 50/50 over two versions) against the plain warm invoke
     of the same function, replayed the same way in alternating rounds.  The "lamina" column holds
@@ -381,34 +416,68 @@ def bench_warm_alias(cfg: Config, server: LaminaServer, *, pin: bool = True) -> 
                 errors[side] = f"warm-up invoke failed: {problem}"
                 break
         raws[side] = sign_invoke(server.endpoint, fn, server.access_key, server.secret_key).raw
-    stats: dict[str, list[dict[str, float]]] = {"alias": [], "steady": [], "plain": []}
-    roots = [server.proc.pid] if server.proc is not None else []
-    with pinned(pin, roots) as placement:
-        log(f"warm alias: {placement}")
-        p50.rounds["placement"] = p99.rounds["placement"] = steady.rounds["placement"] = [placement]
-        sides = ("plain", "alias", "steady")
-        for r in range(cfg.warm_rounds):
-            for side in sides[r % 3 :] + sides[: r % 3]:  # each side goes first in turn
-                if errors:
-                    break
-                result = replay(
-                    "127.0.0.1", server.port, raws[side], cfg.warm_requests, warmup=cfg.warm_warmup
-                )
-                err = replay_error(result)
-                if err is not None:
-                    errors[side] = f"round {r + 1}: {err}"
-                    break
-                s = summarize(result.latencies_ms)
-                stats[side].append(s)
-                log(
-                    f"warm alias round {r + 1} {side:6s} p50={s['p50']:.3f} ms "
-                    f"p99={s['p99']:.3f} ms n={int(s['n'])}"
-                )
+    stats = replay_sides(cfg, server, raws, ("plain", "alias", "steady"), errors, pin=pin, label="warm alias")
+    placement = stats.pop("placement", [])
+    for fig in (p50, p99, steady):
+        fig.rounds["placement"] = placement
     for fig, side, key in ((p50, "alias", "p50"), (p99, "alias", "p99"), (steady, "steady", "p50")):
         fig.set_from_rounds([s[key] for s in stats[side]], [s[key] for s in stats["plain"]])
         if errors:
             fig.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
     return [p50, p99, steady]
+
+
+# --------------------------------------------------------------------------- 1c. warm invoke that logs
+LOGS_FUNCTION = "bench-logs-print10"
+PRINT10_SOURCE = (
+    "def handler(e, c):\n"
+    "    for i in range(10):\n"
+    "        print('line', i, 'of this invocation: some text, as long as a real log line often is')\n"
+    "    return None\n"
+)
+
+
+def bench_logs(cfg: Config, server: LaminaServer, *, pin: bool = True) -> list[Figure]:
+    """Warm invoke of a handler that prints 10 lines beside the same no-op without output, replayed
+    the same way in alternating rounds on one server: what logging costs an invocation (issue 7:
+    <= 1.2x).  The "lamina" column is the printing function, the "floor" column the silent one."""
+    p50 = Figure("logs_p50_ms", "warm p50, 10 lines/none", "ms", target_op="<=", target=1.2)
+    errors: dict[str, str] = {}
+    names = {"quiet": "bench-logs-noop", "print10": LOGS_FUNCTION}
+    client = server.client()
+    try:
+        ensure_noop(server, names["quiet"])
+        try:
+            client.get_function(FunctionName=LOGS_FUNCTION)
+        except client.exceptions.ResourceNotFoundException:
+            client.create_function(
+                FunctionName=LOGS_FUNCTION,
+                Runtime=RUNTIME,
+                Role=ROLE,
+                Handler="app.handler",
+                Code={"ZipFile": noop_zip(PRINT10_SOURCE)},
+                Timeout=30,
+            )
+            client.get_waiter("function_active_v2").wait(FunctionName=LOGS_FUNCTION)
+        tail = client.invoke(FunctionName=LOGS_FUNCTION, LogType="Tail")["LogResult"]
+        if base64.b64decode(tail).count(b"of this invocation") != 10:
+            errors["print10"] = "the 10 lines are not in the invocation's log"
+    except Exception as exc:  # reported as the figure's error, never benchmarked
+        errors["setup"] = f"{type(exc).__name__}: {exc}"
+    raws = {}
+    for side, fn in names.items():
+        if errors:
+            break
+        problem = probe_invoke(server, fn) or probe_invoke(server, fn)
+        if problem is not None:
+            errors[side] = f"warm-up invoke failed: {problem}"
+        raws[side] = sign_invoke(server.endpoint, fn, server.access_key, server.secret_key).raw
+    stats = replay_sides(cfg, server, raws, ("quiet", "print10"), errors, pin=pin, label="warm logs")
+    p50.rounds["placement"] = stats.pop("placement", [])
+    p50.set_from_rounds([s["p50"] for s in stats["print10"]], [s["p50"] for s in stats["quiet"]])
+    if errors:
+        p50.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
+    return [p50]
 
 
 # --------------------------------------------------------------------------- 2. throughput
@@ -461,7 +530,7 @@ def bench_throughput(cfg: Config, server: LaminaServer, floor: FloorProcess, tmp
         f"sync throughput, {cfg.wrk_connections} conns",
         "req/s",
         target_op=">=",
-        target=0.3,
+        target=0.5,
     )
     lat = Figure("throughput_p50_ms", f"latency p50 under {cfg.wrk_connections} conns", "ms")
     if shutil.which("wrk") is None:
@@ -1178,7 +1247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["warm", "alias", "throughput", "cold", "runtimes"],
+        choices=["warm", "alias", "logs", "throughput", "cold", "runtimes"],
         help="run only this figure",
     )
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
@@ -1190,7 +1259,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config.full()
     if args.rounds:
         cfg = Config(**{**asdict(cfg), "rounds": max(1, args.rounds), "warm_rounds": max(1, args.rounds)})
-    only = set(args.only or ["warm", "alias", "throughput", "cold", "runtimes"])
+    only = set(args.only or ["warm", "alias", "logs", "throughput", "cold", "runtimes"])
     started = dt.datetime.now(dt.UTC)
     figures: list[Figure] = []
     server_log = ""
@@ -1202,6 +1271,9 @@ def main(argv: list[str] | None = None) -> int:
         if "alias" in only:
             log("warm invoke through a weighted alias")
             figures += bench_warm_alias(cfg, lamina, pin=not args.no_pin)
+        if "logs" in only:
+            log("warm invoke that prints 10 lines")
+            figures += bench_logs(cfg, lamina, pin=not args.no_pin)
         if "throughput" in only:
             assert floor is not None
             log("throughput")
