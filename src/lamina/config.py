@@ -26,6 +26,7 @@ _ENDPOINT_VARIABLES = {
     "sqs": "AWS_ENDPOINT_URL_SQS",
     "sns": "AWS_ENDPOINT_URL_SNS",
     "events": "AWS_ENDPOINT_URL_EVENTS",
+    "s3": "AWS_ENDPOINT_URL_S3",
 }
 
 
@@ -68,7 +69,7 @@ class Settings:
     # Seconds before the 1st, 2nd ... retry of an async event whose function failed (AWS: 1 and 2 min).
     async_retry_delays: tuple[float, ...] = (60.0, 120.0)
     # Endpoints of the services destinations and dead-letter queues are delivered to, by boto3
-    # service name ("sqs", "sns", "events"), from AWS's standard AWS_ENDPOINT_URL_<SERVICE> (or
+    # service name ("sqs", "sns", "events", "s3"), from AWS's standard AWS_ENDPOINT_URL_<SERVICE> (or
     # AWS_ENDPOINT_URL) variables; a service not named here is real AWS.
     aws_endpoints: Mapping[str, str] = field(default_factory=dict)
     # OpenTelemetry export of invoke spans (OTEL_EXPORTER_OTLP_* variables); None: off.

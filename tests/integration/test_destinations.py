@@ -1,4 +1,5 @@
-"""Destinations and dead-letter queues of async invokes, against a real moto server for SQS."""
+"""Destinations and dead-letter queues of async invokes, against a real moto server for SQS
+(SNS, EventBridge and S3 peers: test_destinations_peers.py)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def delivery_env(url: str) -> dict[str, str]:
         "AWS_ENDPOINT_URL_SQS": url,
         "AWS_ENDPOINT_URL_SNS": url,
         "AWS_ENDPOINT_URL_EVENTS": url,
+        "AWS_ENDPOINT_URL_S3": url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "LAMINA_ASYNC_RETRY_DELAYS": "0.1,0.1",

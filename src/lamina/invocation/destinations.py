@@ -5,8 +5,8 @@ AWS ("Capturing records of Lambda asynchronous invocations"): after an async eve
 too old) its ``OnFailure`` destination gets one and the function's ``DeadLetterConfig`` queue or
 topic gets the event itself, with RequestID, ErrorCode and ErrorMessage message attributes.  A
 destination may be a lamina function (queued into lamina's own async queue, as an Event invoke),
-an SQS queue, an SNS topic or an EventBridge bus, reached with boto3 at the endpoint the server's
-environment names (``Settings.aws_endpoints``) or real AWS.
+an SQS queue, an SNS topic, an EventBridge bus or (``OnFailure`` only) an S3 bucket, reached with
+boto3 at the endpoint the server's environment names (``Settings.aws_endpoints``) or real AWS.
 
 Never silently dropped: the final hook commits every delivery to the outbox table before the
 event leaves the queue; a worker sends them and deletes each one only once its target accepted
@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,17 @@ READ_TIMEOUT_S = 20.0
 # Invokes the lamina function an ARN names, asynchronously, with a payload (the record).
 SubmitFunction = Callable[[str, bytes], Awaitable[None]]
 
+# What Lambda puts on an EventBridge bus.  AWS's guide now names the source ``aws.lambda``, but
+# its earlier text and the events users captured from real buses say ``lambda``; and EventBridge
+# keeps ``aws.`` sources for AWS services (NotAuthorizedForSourceException), so lamina, which
+# calls PutEvents as a customer of the bus's account, uses ``lambda``.
+EVENT_SOURCE = "lambda"
+DETAIL_TYPE = "Lambda Function Invocation Result - {kind}"
+
+
+# The largest message each service takes (SQS, SNS: 256 KiB; an EventBridge entry: 256 KB).
+MESSAGE_LIMITS = {"sqs": 262_144, "sns": 262_144, "events": 256_000}
+
 
 def _service(arn: str) -> str:
     parts = arn.split(":")
@@ -50,7 +62,13 @@ def _service(arn: str) -> str:
 
 
 def _region(arn: str) -> str:
-    return arn.split(":")[3]
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 3 else ""
+
+
+def _resource(arn: str) -> str:
+    """The part after the account: a queue's or topic's name, ``event-bus/NAME``, a bucket's name."""
+    return arn.split(":", 5)[5] if arn.count(":") >= 5 else ""
 
 
 def _json_or_text(payload: bytes) -> Any:
@@ -67,6 +85,19 @@ def timestamp(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def s3_key(function_name: str, now: float) -> str:
+    """AWS's object name for a record in an S3 destination:
+    ``aws/lambda/async/<function-name>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<random UUID>``."""
+    at = datetime.fromtimestamp(now, UTC)
+    return f"aws/lambda/async/{function_name}/{at:%Y/%m/%d}/{at:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}"
+
+
+def record_function_arn(event: QueuedEvent, result: FinalResult) -> str:
+    """The ARN the event was invoked with, qualified (``:$LATEST`` added when it was not)."""
+    arn = event.invoked_arn
+    return arn if arn.count(":") > 6 else f"{arn}:{result.executed_version}"
+
+
 def invocation_record(
     event: QueuedEvent, condition: FinalCondition, result: FinalResult, now: float
 ) -> dict[str, Any]:
@@ -77,9 +108,7 @@ def invocation_record(
         "timestamp": timestamp(now),
         "requestContext": {
             "requestId": event.request_id,
-            "functionArn": event.invoked_arn
-            if event.invoked_arn.count(":") > 6
-            else f"{event.invoked_arn}:{result.executed_version}",
+            "functionArn": record_function_arn(event, result),
             "condition": condition.value,
             "approximateInvokeCount": max(runs, 0),
         },
@@ -121,16 +150,24 @@ def plan(
     target = (policy.destinations.get("OnSuccess" if success else "OnFailure") or {}).get("Destination")
     if target:
         record = invocation_record(event, condition, result, now)
-        kind = "Success" if success else "Failure"
-        detail_type = f"Lambda Function Invocation Result - {kind}"
-        out.append(
-            Delivery(
-                event.request_id,
-                target,
-                json.dumps(record),
-                {"kind": "record", "detail_type": detail_type, "function_arn": event.invoked_arn},
-            )
-        )
+        body = json.dumps(record)
+        limit = MESSAGE_LIMITS.get(_service(target))
+        if limit is not None and len(body.encode()) > limit:
+            # AWS: "If the combined size of the function request and response payload exceeds
+            # the limit, Lambda will drop the payload" -- the record goes without them.
+            record.pop("requestPayload", None)
+            record.pop("responsePayload", None)
+            body = json.dumps(record)
+        data: dict[str, Any] = {
+            "kind": "record",
+            "detail_type": DETAIL_TYPE.format(kind="Success" if success else "Failure"),
+            "function_arn": record["requestContext"]["functionArn"],
+            "region": event.region,
+        }
+        if _service(target) == "s3":
+            # Named once, here: a retried delivery rewrites the same object instead of adding one.
+            data["s3_key"] = s3_key(event.function_name, now)
+        out.append(Delivery(event.request_id, target, body, data))
     # AWS sends a discarded event to the dead-letter queue whether or not OnFailure is set.
     if not success and result.dead_letter_arn:
         attributes = dead_letter_attributes(event, condition, result)
@@ -178,14 +215,18 @@ class RemoteTargets:
 
                 if self._session is None:
                     self._session = boto3.session.Session()
+                endpoint = self._endpoints.get(service)
                 client = self._session.client(
                     service,
                     region_name=region,
-                    endpoint_url=self._endpoints.get(service),
+                    endpoint_url=endpoint,
                     config=Config(
                         connect_timeout=CONNECT_TIMEOUT_S,
                         read_timeout=READ_TIMEOUT_S,
                         retries={"max_attempts": 1, "mode": "standard"},
+                        # A self-hosted S3 (moto, MinIO, LocalStack) is addressed by path, not by
+                        # a bucket host name that would not resolve.
+                        s3={"addressing_style": "path"} if service == "s3" and endpoint else None,
                     ),
                 )
                 self._clients[(service, region)] = client
@@ -193,7 +234,9 @@ class RemoteTargets:
 
     def send(self, delivery: Delivery, function_arn: str) -> None:
         arn = delivery.target_arn
-        service, region = _service(arn), _region(arn)
+        # A bucket's ARN names no region: the function's (S3 redirects a client to the bucket's).
+        service = _service(arn)
+        region = _region(arn) or delivery.data.get("region") or _region(function_arn) or "us-east-1"
         attributes = _message_attributes(delivery.data.get("attributes") or {})
         if service == "sqs":
             sqs = self._client("sqs", region)
@@ -208,16 +251,26 @@ class RemoteTargets:
             sns.publish(TopicArn=arn, Message=delivery.body, MessageAttributes=attributes)
         elif service == "events":
             entry = {
-                "Source": "lambda",
+                "Source": EVENT_SOURCE,
                 "DetailType": delivery.data.get("detail_type", "Lambda Function Invocation Result"),
                 "Detail": delivery.body,
                 "EventBusName": arn,
-                "Resources": [function_arn],
+                # AWS: "the function and destination ARNs" (the bus first, as AWS's events have it).
+                "Resources": [arn, function_arn] if function_arn else [arn],
             }
             out = self._client("events", region).put_events(Entries=[entry])
             if out.get("FailedEntryCount"):
                 failed = out["Entries"][0]
                 raise DeliveryFailed(f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}")
+        elif service == "s3" and delivery.data.get("kind") == "record":
+            function_name = function_arn.split(":")[6] if function_arn.count(":") >= 6 else "unknown"
+            key = delivery.data.get("s3_key") or s3_key(function_name, time.time())
+            self._client("s3", region).put_object(
+                Bucket=_resource(arn),
+                Key=key,
+                Body=delivery.body.encode(),
+                ContentType="application/json",
+            )
         else:
             raise DeliveryFailed(f"lamina does not deliver to {service or 'this kind of'} targets yet")
 
