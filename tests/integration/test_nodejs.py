@@ -7,6 +7,7 @@ logs in the log store, a runtime whose node major is missing on the host.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -92,6 +93,49 @@ def test_error_shape(lam: Any) -> None:
     assert resp["FunctionError"] == "Unhandled"
     assert body["errorType"] == "TypeError" and body["errorMessage"] == "bad input"
     assert isinstance(body["trace"], list) and body["trace"][0].startswith("TypeError: bad input")
+
+
+LEVELS_JS = """
+exports.handler = async (event) => {
+  console.debug("debug"); console.info("info"); console.log("log", {a: 1});
+  console.warn("warn %s", "formatted"); console.error("error", new RangeError("inner"));
+  process.stdout.write("raw stdout\\n");
+  if (event.fail) { throw new TypeError("bad input"); }
+  return {format: process.env.AWS_LAMBDA_LOG_FORMAT, level: process.env.AWS_LAMBDA_LOG_LEVEL};
+};
+"""
+
+
+def test_json_logging_config(lam: Any) -> None:
+    name = create_function(
+        lam,
+        make_zip({"index.js": LEVELS_JS}),
+        Runtime=RUNTIME,
+        Handler="index.handler",
+        LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"},
+    )
+    resp = lam.invoke(FunctionName=name, Payload=json.dumps({"fail": True}), LogType="Tail")
+    rid = resp["ResponseMetadata"]["RequestId"]
+    assert json.loads(resp["Payload"].read())["errorType"] == "TypeError"
+    lines = base64.b64decode(resp["LogResult"]).decode().splitlines()
+    platform = [json.loads(line) for line in lines if line.startswith('{"time":')]
+    assert [r["type"] for r in platform] == ["platform.initStart", "platform.start", "platform.report"]
+    assert platform[0]["record"]["runtimeVersion"] == f"nodejs:{MAJOR}.v1"
+    # console.* below WARN is dropped by the runtime; a raw stdout line is INFO to Lambda: dropped too
+    app = [json.loads(line) for line in lines if line.startswith('{"timestamp":')]
+    assert len(app) + len(platform) == len(lines), lines
+    assert [(r["level"], r["requestId"]) for r in app] == [("WARN", rid), ("ERROR", rid), ("ERROR", rid)]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["timestamp"]) for r in app)
+    assert app[0]["message"] == "warn formatted"
+    # more than one argument: a util.format message, and the first Error's fields beside it
+    assert app[1]["message"].startswith("error RangeError: inner") and app[1]["errorType"] == "RangeError"
+    assert app[1]["errorMessage"] == "inner" and app[1]["stackTrace"][0] == "RangeError: inner"
+    # the handler's error (the RIC's "Invoke Error"): the error object itself as the message
+    invoke_error = app[2]["message"]
+    assert invoke_error["errorType"] == "TypeError" and invoke_error["errorMessage"] == "bad input"
+    assert invoke_error["stackTrace"][0] == "TypeError: bad input"
+    resp = lam.invoke(FunctionName=name, Payload=json.dumps({}))
+    assert json.loads(resp["Payload"].read()) == {"format": "JSON", "level": "WARN"}
 
 
 def test_es_module(lam: Any) -> None:

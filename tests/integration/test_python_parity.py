@@ -9,6 +9,7 @@ the python3.11 function, so both encode results alike.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import io
 import json
@@ -76,6 +77,24 @@ def returns_none(event, context):
 
 def returns_string(event, context):
     return "just a string"
+
+
+class Opaque:
+    def __str__(self):
+        return "opaque"
+
+
+def structured(event, context):
+    named = logging.getLogger("app.named")
+    named.debug("not at INFO")
+    named.info({"a dict": ["stays", "an object"], "n": 1})
+    named.warning("with extras %s", "here", extra={"order": 7, "obj": Opaque()})
+    try:
+        {}["missing"]
+    except KeyError:
+        named.exception("caught caf\u00e9")
+    print("plain print")
+    return {"ok": True}
 """
 
 CASES = [
@@ -89,6 +108,19 @@ CASES = [
     ("nomodule.handler", {}),
     ("broken.handler", {}),
     ("nodot", {}),
+]
+
+
+# LoggingConfig JSON: both runtimes read AWS_LAMBDA_LOG_FORMAT/AWS_LAMBDA_LOG_LEVEL (set by lamina
+# from the function's configuration).  Multi-line records only in JSON (one line each there):
+# awslambdaric writes a Text record's traceback as several lines outside AWS's framed log fd.
+JSON_CASES = [
+    ("app.ok", {"k": "v"}),
+    ("app.fails", {"k": 1}),
+    ("app.structured", {}),
+    ("app.unserialisable", {}),
+    ("app.missing", {}),
+    ("broken.handler", {}),
 ]
 
 
@@ -169,6 +201,57 @@ def test_builtin_and_awslambdaric_behave_alike(
             payload, lines, _ = got_builtin
             assert payload["unicode"] == "caf\u00e9 \u2713" and "hello from print" in lines
             assert any(line.startswith("[INFO]\t<time>\t<rid>\tinfo v") for line in lines), lines
+
+
+def run_json_case(lam: Any, name: str, event: Any) -> tuple[Any, list[str], list[str], str | None]:
+    """(payload, the function's lines, the platform records' types, FunctionError) from the tail."""
+    resp = lam.invoke(FunctionName=name, Payload=json.dumps(event), LogType="Tail")
+    rid = resp["ResponseMetadata"]["RequestId"]
+    payload = normalise(resp["Payload"].read().decode(), rid, name)
+    lines = base64.b64decode(resp["LogResult"]).decode().splitlines()
+    platform = [json.loads(line)["type"] for line in lines if line.startswith('{"time":')]
+    own = [normalise(line, rid, name) for line in lines if not line.startswith('{"time":')]
+    return json.loads(payload), own, platform, resp.get("FunctionError")
+
+
+@pytest.mark.skipif(
+    RUNTIME != "python3.11", reason="the vendored awslambdaric wheel matches the venv's Python"
+)
+@pytest.mark.parametrize(("handler", "event"), JSON_CASES)
+def test_json_log_format_alike(lam: Any, handler: str, event: Any) -> None:
+    code: dict[str, str | bytes] = {"app.py": HANDLERS, "broken.py": "def handler(:\n"}
+    logging_config = {"LogFormat": "JSON", "ApplicationLogLevel": "DEBUG"}
+    builtin = create_function(
+        lam, zip_of(code), name=unique("py"), Runtime=RUNTIME, Handler=handler, LoggingConfig=logging_config
+    )
+    ric_files: dict[str, str | bytes] = {
+        **code,
+        **vendored_awslambdaric(),
+        "bootstrap": f'#!/bin/sh\nexec {BASE_PYTHON} -m awslambdaric "$_HANDLER"\n',
+    }
+    ric = create_function(
+        lam,
+        zip_of(ric_files),
+        name=unique("ric"),
+        Runtime="provided.al2023",
+        Handler=handler,
+        LoggingConfig=logging_config,
+    )
+    for _ in range(2):  # cold, then warm
+        got_builtin = run_json_case(lam, builtin, event)
+        got_ric = run_json_case(lam, ric, event)
+        assert got_builtin == got_ric
+        _, lines, platform, _ = got_builtin
+        assert "platform.start" in platform and platform[-1] == "platform.report"
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        if handler == "app.structured":  # real records compared, not two empty lists
+            assert [r["level"] for r in records] == ["INFO", "WARNING", "ERROR"]
+            assert records[0]["message"] == {"a dict": ["stays", "an object"], "n": 1}
+            assert records[1]["order"] == 7 and records[1]["obj"] == "opaque"  # json's default=str
+            assert records[2]["errorType"] == "KeyError" and records[2]["message"] == "caught caf\u00e9"
+            assert "plain print" in lines
+        if handler == "app.fails":
+            assert records[-1]["errorType"] == "ValueError" and records[-1]["requestId"] == "<rid>"
 
 
 @SAME_PYTHON

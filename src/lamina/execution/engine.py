@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.errors import AwsError
-from lamina.execution import capacity, catalog, interpreters, nodes, telemetry_events
+from lamina.execution import capacity, catalog, interpreters, jsonlogs, nodes, telemetry_events
 from lamina.execution.api_environment import ApiEnvironment
 from lamina.execution.capacity import HostCapacity
 from lamina.execution.catalog import RuntimeLaunch
@@ -207,7 +207,10 @@ class PythonEngine:
         """Deliver what ``env`` wrote outside any invocation (an idle thread, an extension)."""
         logs = env.logs
         if logs.pending and self._log_sink is not None:
-            self._log_sink(env.spec.log_group, env.log_stream, logs.take())
+            events = logs.take()
+            if env.spec.json_logging is not None:
+                events = jsonlogs.idle_lines(env, events)
+            self._log_sink(env.spec.log_group, env.log_stream, events)
 
     def available_runtimes(self) -> Mapping[str, str]:
         return {name: launch.served_by for name, launch in self._launches.items()}
@@ -315,6 +318,8 @@ class PythonEngine:
         outcome = invocation_outcome(env, inv.request_id, result, events=events, init_ms=init_ms)
         if type(env) is ApiEnvironment and env.api.telemetry().subscribers:
             telemetry_events.emit_invocation(env.api.telemetry(), env.spec, inv.request_id, outcome)
+        if env.spec.json_logging is not None:  # LogFormat JSON; Text functions pay this test only
+            outcome = jsonlogs.invocation(env, inv.request_id, outcome)
         if result.phase is Phase.TIMEOUT or result.phase is Phase.DIED or env.retiring or self._closed:
             self._destroy(env)
         elif type(env) is ApiEnvironment and env.spec.extensions:
@@ -368,6 +373,8 @@ class PythonEngine:
         outcome = init_failure_outcome(
             env, inv.request_id, result, events=events, init_timeout_s=self._init_timeout_s
         )
+        if spec.json_logging is not None:
+            outcome = jsonlogs.invocation(env, inv.request_id, outcome)
         self._destroy(env)
         return env, events, outcome
 

@@ -140,6 +140,10 @@ def function_environment(
     )
     if not runtime.startswith("provided"):  # AWS sets none for OS-only runtimes
         env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{runtime}"
+    if spec.json_logging is not None:
+        # What the runtimes read (awslambdaric, the Node RIC, lamina's own, custom runtimes)
+        env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        env["AWS_LAMBDA_LOG_LEVEL"] = spec.json_logging.application_level
     return env
 
 

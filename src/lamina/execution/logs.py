@@ -22,8 +22,9 @@ import math
 import os
 import time
 from datetime import UTC, datetime
+from typing import Any
 
-from lamina.execution.types import LogEvent
+from lamina.execution.types import InvocationOutcome, LogEvent
 
 READ_CHUNK = 256 * 1024
 
@@ -46,9 +47,37 @@ def runtime_version(runtime: str) -> str:
     return runtime.replace("python", "python:") + ".v1"
 
 
+def runtime_version_arn(runtime: str, region: str) -> str:
+    return f"arn:aws:lambda:{region}::runtime:lamina-{runtime}"
+
+
 def init_start_line(runtime: str, region: str) -> str:
-    arn = f"arn:aws:lambda:{region}::runtime:lamina-{runtime}"
+    arn = runtime_version_arn(runtime, region)
     return f"INIT_START Runtime Version: {runtime_version(runtime)}\tRuntime Version ARN: {arn}"
+
+
+# The last second formatted by iso_time: [epoch second, its text].  Event-loop thread only.
+_LAST_SECOND: list[Any] = [-1, ""]
+
+
+def iso_time(ms: int) -> str:
+    """``2024-01-01T00:00:00.000Z``: the ``time`` of platform records (Telemetry API, JSON logs).
+
+    The seconds part is formatted once per second (0.3 us instead of 1.9 for a datetime)."""
+    second, milli = divmod(ms, 1000)
+    cached = _LAST_SECOND
+    if cached[0] != second:
+        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        cached[0] = second
+    return f"{cached[1]}.{milli:03d}Z"
+
+
+def invocation_status(outcome: InvocationOutcome) -> str:
+    """The ``status`` of an invocation's platform records: success, error, timeout, failure."""
+    if outcome.function_error is None:
+        return "success"
+    report = outcome.log_events[-1].message if outcome.log_events else ""
+    return "timeout" if "Status: timeout" in report else "error" if "Status: error" in report else "failure"
 
 
 def billed_ms(duration_ms: float) -> int:

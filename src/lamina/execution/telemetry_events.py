@@ -11,10 +11,9 @@ function's log pipe here, so they arrive as ``function`` records.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from lamina.execution.logs import runtime_version
+from lamina.execution.logs import invocation_status, iso_time, runtime_version
 from lamina.execution.telemetry_api import TelemetryHub
 from lamina.execution.types import EnvironmentSpec, InvocationOutcome, LogEvent
 
@@ -27,31 +26,20 @@ PLATFORM_PREFIXES = (
 )
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def emit_invocation(
     hub: TelemetryHub, spec: EnvironmentSpec, request_id: str, outcome: InvocationOutcome
 ) -> None:
     """Every event of one invocation (and of the INIT it paid for, if any), in order."""
-    status = _status(outcome)
+    status = invocation_status(outcome)
     for event in outcome.log_events:
         for item in _events(event, spec, request_id, outcome, status):
             hub.emit(item)
 
 
-def _status(outcome: InvocationOutcome) -> str:
-    if outcome.function_error is None:
-        return "success"
-    report = outcome.log_events[-1].message if outcome.log_events else ""
-    return "timeout" if "Status: timeout" in report else "error" if "Status: error" in report else "failure"
-
-
 def _events(
     event: LogEvent, spec: EnvironmentSpec, request_id: str, outcome: InvocationOutcome, status: str
 ) -> list[dict[str, Any]]:
-    time = _iso(event.timestamp_ms)
+    time = iso_time(event.timestamp_ms)
     message = event.message
     if not message.startswith(PLATFORM_PREFIXES):
         return [{"time": time, "type": "function", "record": message}]

@@ -13,9 +13,16 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from lamina.execution.catalog import RuntimeLaunch
+
+
+class JsonLogging(NamedTuple):
+    """A function's LoggingConfig with ``LogFormat: JSON``: its two levels, as AWS names them."""
+
+    application_level: str  # TRACE DEBUG INFO WARN ERROR FATAL
+    system_level: str  # DEBUG INFO WARN
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +45,7 @@ class EnvironmentSpec:
     timeout_s: int
     region: str
     account_id: str
-    log_group: str  # /aws/lambda/<name>
+    log_group: str  # /aws/lambda/<name>, or the function's own LoggingConfig.LogGroup
     environment: Mapping[str, str] = field(default_factory=dict)  # the user's variables
     ephemeral_storage_mb: int = 512
     # The merged, read-only tree of the function's layers, mounted at /opt (None: no layers).
@@ -49,6 +56,9 @@ class EnvironmentSpec:
     command: tuple[str, ...] | None = None
     # External extensions: the executables in <opt_dir>/extensions, by name, in start order.
     extensions: tuple[str, ...] = ()
+    # LoggingConfig: None for LogFormat Text (lamina's lines as they always were); with JSON,
+    # the levels, and Lambda's own lines become AWS's JSON platform records (jsonlogs.py).
+    json_logging: JsonLogging | None = None
 
 
 @dataclass(frozen=True, slots=True)

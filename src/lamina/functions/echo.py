@@ -28,6 +28,4 @@ def echoed(params: Mapping[str, Any]) -> dict[str, Any]:
         }
     if "TracingConfig" in out:
         out["TracingConfig"] = {"Mode": out["TracingConfig"].get("Mode", "PassThrough")}
-    if params.get("LoggingConfig"):
-        out["LoggingConfig"] = {"LogFormat": "Text", **params["LoggingConfig"]}
     return out

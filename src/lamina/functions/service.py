@@ -25,6 +25,7 @@ from lamina.functions.layers import LayerService
 from lamina.functions.routing import pick_version
 from lamina.functions.rules import check_configuration, check_runtime
 from lamina.functions.tags import check_tags
+from lamina.model import logging_config
 from lamina.model.alias import Alias
 from lamina.model.function import LATEST, FunctionVersion, function_arn
 from lamina.store.metadata import MetadataStore
@@ -198,6 +199,8 @@ class FunctionService:
         check_configuration(params)
         check_runtime(params.get("Runtime"), params.get("Handler"), self._runtimes())
         check_tags(params.get("Tags") or {})
+        extra = echoed(params)
+        extra["LoggingConfig"] = logging_config.merge(params.get("LoggingConfig"))
         layers = self._resolve_layers(region, params)
         async with self.lock(region, name):
             if (region, name) in self._registry:
@@ -223,7 +226,7 @@ class FunctionService:
                 ephemeral_storage=(params.get("EphemeralStorage") or {}).get("Size", 512),
                 architectures=tuple(params.get("Architectures") or ("x86_64",)),
                 layers=layers,
-                extra=echoed(params),
+                extra=extra,
             )
             await self._store.call(self._store.create_function, fv, dict(params.get("Tags") or {}))
             self._registry[(region, name)] = {LATEST: fv}
@@ -302,6 +305,11 @@ class FunctionService:
             handler = params.get("Handler", current.handler)
             if "Runtime" in params or "Handler" in params:
                 check_runtime(runtime, handler, self._runtimes())
+            extra = {**current.extra, **echoed(params)}
+            if "LoggingConfig" in params:
+                extra["LoggingConfig"] = logging_config.merge(
+                    params["LoggingConfig"], current.extra.get("LoggingConfig")
+                )
             changes: dict[str, Any] = {
                 "runtime": runtime,
                 "handler": handler,
@@ -309,7 +317,7 @@ class FunctionService:
                 "description": params.get("Description", current.description),
                 "memory_size": params.get("MemorySize", current.memory_size),
                 "timeout": params.get("Timeout", current.timeout),
-                "extra": {**current.extra, **echoed(params)},
+                "extra": extra,
                 "revision_id": str(uuid.uuid4()),
                 "last_modified": now_iso(),
             }

@@ -26,6 +26,7 @@ from lamina.execution.types import (
     ExecutionEngine,
     InvocationInput,
     InvocationOutcome,
+    JsonLogging,
     LogEvent,
 )
 from lamina.functions import optdir
@@ -45,6 +46,7 @@ from lamina.invocation.retries import (
     only_log_final,
     system_error_delay,
 )
+from lamina.model import logging_config
 from lamina.model.function import FunctionVersion
 from lamina.store.failed_events import FailedEvent
 from lamina.store.metadata import MetadataStore, QueuedEvent
@@ -166,6 +168,8 @@ class InvocationService:
                     f"The runtime {fv.runtime} is not available on this lamina host (see `lamina runtimes`).",
                 )
             opt_dir = self._opt_dir(fv)
+            logs_cfg = fv.extra.get("LoggingConfig")
+            levels = logging_config.json_levels(logs_cfg)
             spec = EnvironmentSpec(
                 function_name=fv.name,
                 function_arn=fv.arn(self._functions.account_id),
@@ -179,12 +183,13 @@ class InvocationService:
                 timeout_s=fv.timeout,
                 region=fv.region,
                 account_id=self._functions.account_id,
-                log_group=f"/aws/lambda/{fv.name}",
+                log_group=logging_config.log_group(logs_cfg, fv.name),
                 environment=dict(fv.environment),
                 ephemeral_storage_mb=fv.ephemeral_storage,
                 opt_dir=opt_dir,
                 command=launch.command,
                 extensions=optdir.extensions(opt_dir),
+                json_logging=None if levels is None else JsonLogging(*levels),
             )
             self._specs[key] = spec
         return spec

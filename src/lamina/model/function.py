@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from lamina.model import logging_config
+
 LATEST = "$LATEST"
 
 
@@ -40,8 +42,9 @@ class FunctionVersion:
     last_update_status: str = "Successful"
     # Layers as frozen with this version: ({"arn", "code_size", "hex", "unzipped_size"}, ...)
     layers: tuple[dict[str, Any], ...] = ()
-    # Stored and echoed configuration lamina does not act on yet (TracingConfig, DeadLetterConfig,
-    # VpcConfig, LoggingConfig, ...): kept verbatim so GetFunctionConfiguration round-trips.
+    # Stored and echoed configuration (TracingConfig, DeadLetterConfig, VpcConfig, ...): kept so
+    # GetFunctionConfiguration round-trips; LoggingConfig is kept here too, normalised by
+    # functions/logging_config.py, and acted on (format, levels, log group).
     extra: dict[str, Any] = field(default_factory=dict)
 
     def arn(self, account_id: str, qualified: bool = False) -> str:
@@ -73,13 +76,13 @@ class FunctionVersion:
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_storage},
             "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.name}"},
         }
         if self.layers:
             cfg["Layers"] = [{"Arn": ly["arn"], "CodeSize": ly["code_size"]} for ly in self.layers]
         if self.environment:
             cfg["Environment"] = {"Variables": dict(self.environment)}
         cfg.update(self.extra)
+        cfg["LoggingConfig"] = logging_config.to_api(self.extra.get("LoggingConfig"), self.name)
         return cfg
 
     def to_row(self) -> dict[str, Any]:

@@ -177,8 +177,21 @@ def _indent(line):
     return ERROR_LOG_IDENT * (len(line) - len(stripped)) + stripped
 
 
+class ErrorLog:
+    """How handler and INIT errors are logged: awslambdaric's '[ERROR]' text lines, or with
+    AWS_LAMBDA_LOG_FORMAT=JSON one JSON object (``setup_log_format``).  Per process: set once,
+    when the environment's variables are known, as awslambdaric decides at import."""
+
+    json_encoder = None  # a ResultEncoder (awslambdaric's to_json) when the format is JSON
+
+
 def log_error(error):
     """One log event: '[ERROR] Type: message' and the traceback, lines joined by '\\r'."""
+    encoder = ErrorLog.json_encoder
+    if encoder is not None:  # awslambdaric's JSON log_error: timestamp and level first
+        stamp = time.strftime(JSON_DATETIME, time.gmtime(time.time()))
+        sys.stdout.write(encoder.encode({"timestamp": stamp, "level": "ERROR", **error}) + "\n")
+        return
     description = "[ERROR]"
     if error.get("errorType"):
         description += " " + error["errorType"]
@@ -202,9 +215,11 @@ def one_event(text):
 
 
 class RequestState:
-    """The request id the logging filter stamps on records (empty during INIT)."""
+    """The request id the logging filter stamps on records (empty during INIT), and the root
+    logger's handler (``setup_log_format`` may give it the JSON formatter)."""
 
     request_id = ""
+    handler = None
 
 
 class LambdaLogFilter(logging.Filter):
@@ -238,6 +253,67 @@ def setup_logging(state):
     )
     handler.addFilter(LambdaLogFilter(state))
     logging.getLogger().addHandler(handler)  # root stays at WARNING, as on AWS
+    state.handler = handler
+
+
+# awslambdaric's lambda_runtime_log_utils: JSON records, their time format, the LogRecord
+# attributes that are not ``extra`` fields.
+JSON_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
+JSON_RESERVED = frozenset(
+    {
+        "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
+        "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
+        "relativeCreated", "thread", "threadName", "processName", "process", "aws_request_id",
+        "tenant_id", "_frame_type",
+    }
+)  # fmt: skip
+
+
+class JsonFormatter(logging.Formatter):
+    """awslambdaric's JsonFormatter: one JSON object per record, key for key."""
+
+    def __init__(self):
+        super().__init__(datefmt=JSON_DATETIME)
+        # default=str: a value json cannot encode is written as its str(), not lost with the record
+        self.encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+    def format(self, record):
+        record.levelno = min(50, max(0, record.levelno)) // 10 * 10
+        record.levelname = logging.getLevelName(record.levelno)
+        exc_info = record.exc_info
+        msg = record.msg
+        result = {
+            "timestamp": self.formatTime(record, self.datefmt),
+            "level": record.levelname,
+            "message": msg if isinstance(msg, dict) and not record.args else record.getMessage(),
+            "logger": record.name,
+            "stackTrace": traceback.format_tb(exc_info[2]) if exc_info else None,
+            "errorType": exc_info[0].__name__ if exc_info else None,
+            "errorMessage": str(exc_info[1]) if exc_info else None,
+            "requestId": getattr(record, "aws_request_id", None),
+            "location": f"{record.pathname}:{record.funcName}:{record.lineno}" if exc_info else None,
+        }
+        for key, value in record.__dict__.items():
+            if key not in JSON_RESERVED and key not in result:
+                result[key] = value
+        return self.encode({k: v for k, v in result.items() if v is not None}) + "\n"
+
+
+def log_level_from_env(value):
+    """awslambdaric's reading of AWS_LAMBDA_LOG_LEVEL: TRACE is DEBUG to Python's logging."""
+    return {None: "", "TRACE": "DEBUG"}.get(value, value).upper()
+
+
+def setup_log_format(state, encoder):
+    """AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL (Lambda sets them from the function's
+    LoggingConfig), as awslambdaric applies them: JSON records and errors, the root level."""
+    environ = os.environ
+    if (environ.get("AWS_LAMBDA_LOG_FORMAT") or "").upper() == "JSON":
+        state.handler.setFormatter(JsonFormatter())
+        ErrorLog.json_encoder = encoder
+    level = log_level_from_env(environ.get("AWS_LAMBDA_LOG_LEVEL"))
+    if level in logging._nameToLevel:  # what awslambdaric checks
+        logging.getLogger().setLevel(level)
 
 
 class Encoder(json.JSONEncoder):
@@ -383,7 +459,8 @@ def init_fault(exc):
     """INIT failed (the handler did not load): AWS's warning and error lines; the error object."""
     fault = isinstance(exc, Fault)
     error = make_error(exc.msg, exc.error_type, exc.trace) if fault else fault_from_exc(exc)
-    logging.warning(LAMBDA_WARNING)
+    # awslambdaric's literal ends with '\r': a JSON record keeps it (a text line never showed it)
+    logging.warning(LAMBDA_WARNING + "\r" if ErrorLog.json_encoder is not None else LAMBDA_WARNING)
     log_error(error)
     flush_stdio()
     return error
@@ -668,6 +745,7 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths, prelo
     if cfg.get("exec") is not None:
         return exec_runtime(chan, cfg["exec"], cfg["task_root"], opt_root)
     encoder = ResultEncoder(ensure_ascii=escapes_unicode(os.environ.get("AWS_EXECUTION_ENV", "")))
+    setup_log_format(state, encoder)
     try:
         handler = load_handler(cfg["handler"])
     except Exception as exc:
@@ -938,6 +1016,7 @@ def run_api_client(address):
     client = RuntimeApiClient(address)
     environ = os.environ
     encoder = ResultEncoder(ensure_ascii=escapes_unicode(environ.get("AWS_EXECUTION_ENV", "")))
+    setup_log_format(state, encoder)
     try:
         handler = load_handler(environ.get("_HANDLER", ""))
     except Exception as exc:
