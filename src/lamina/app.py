@@ -1,8 +1,10 @@
-"""The one HTTP endpoint: a raw ASGI app (no framework: the invoke path is measured in microseconds).
+"""The one HTTP endpoint's application: routing, SigV4, the botocore-model protocol, errors.
 
-Order of work for an API request: route (cheap, tells the body limit) -> read the body within that
-limit -> SigV4 -> parse and validate from the model -> handler -> serialize.  Every failure is
-turned into AWS's error shape here, at this one boundary; nothing else writes error responses.
+It is served by lamina's own HTTP/1.1 front (``lamina.web``), which asks it twice per request:
+``admit`` once the head is parsed -- route (cheap, tells the body limit) and refuse unsigned or
+declared-too-large requests before their body is read -- and ``handle`` with the whole body:
+SigV4 -> parse and validate from the model -> handler -> serialize.  Every failure is turned into
+AWS's error shape here, at this one boundary; nothing else writes error responses.
 """
 
 from __future__ import annotations
@@ -10,24 +12,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
 from lamina.api import events_view
 from lamina.errors import AwsError, render_json, render_rest_json
 from lamina.protocol import parse_request, serialize_response
+from lamina.protocol.cloudwatch_wire import protocol_of as cloudwatch_protocol  # issue 7 item 4
 from lamina.types import RequestContext
+from lamina.web.connection import Reply, Request
 
 if TYPE_CHECKING:  # the platform imports the app
+    from botocore.model import OperationModel
+
     from lamina.platform import Platform
 
 log = logging.getLogger("lamina.http")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 # Bodies over these are refused while reading, never buffered in full.
 INVOKE_BODY_MAX = 6 * 1024 * 1024
@@ -35,144 +35,133 @@ DEFAULT_BODY_MAX = 69905067  # AWS: 50 MB of zip, base64-encoded in the JSON bod
 UNROUTED_BODY_MAX = 1024 * 1024
 # lamina's own read API (not AWS's): signed like every API request, unlike the rest of /_lamina/.
 LAMINA_API_PREFIX = "/_lamina/functions/"
+_INTERNAL = b"/_lamina/"
+_LAMINA_API = LAMINA_API_PREFIX.encode()
+_JSON_TYPE = [(b"content-type", b"application/json")]
+
+Route = tuple["OperationModel", dict[str, str]]
 
 
-class _ClientGone(Exception):
-    pass
+def _too_large(op_name: str, limit: int) -> AwsError:
+    code = "RequestTooLargeException" if op_name == "Invoke" else "RequestEntityTooLargeException"
+    name = "InvokeFunction" if op_name == "Invoke" else op_name
+    return AwsError(code, f"Request must be smaller than {limit} bytes for the {name} operation")
 
 
-async def _read_body(receive: Receive, limit: int, op_name: str, declared: int | None) -> bytes:
-    def too_large() -> AwsError:
-        code = "RequestTooLargeException" if op_name == "Invoke" else "RequestEntityTooLargeException"
-        name = "InvokeFunction" if op_name == "Invoke" else op_name
-        # The rest of the body is still on its way: answer, then close, so it is never read as a
-        # next request on this keep-alive connection.
-        return AwsError(
-            code,
-            f"Request must be smaller than {limit} bytes for the {name} operation",
-            headers={"Connection": "close"},
-        )
-
-    if declared is not None and declared > limit:
-        raise too_large()
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large()
-        chunks.append(chunk)
-        if not msg.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _declared(req: Request) -> int | None:
+    value = req.hmap.get(b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 class LaminaApp:
     def __init__(self, platform: Platform) -> None:
         self._p = platform
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+    # -- the front's questions -------------------------------------------------------------
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                try:
-                    await self._p.start()
-                except Exception as exc:
-                    log.exception("startup failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await self._p.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = self._p.ids.request_id()
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        path = raw_path.decode("latin-1")
-        if path.startswith("/_lamina/") and not path.startswith(LAMINA_API_PREFIX):
-            await self._internal(scope, path, send)
-            return
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        hmap = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-        renderer = render_rest_json
+    def admit(self, req: Request) -> int | Reply:
+        """The body limit of ``req``'s route; or its refusal: unsigned requests and declared
+        oversized bodies are answered before a byte of the body is read (or buffered)."""
+        path = req.path
+        if path.startswith(_INTERNAL) and not path.startswith(_LAMINA_API):
+            return UNROUTED_BODY_MAX
+        # issue 7 item 4: /metrics and CloudWatch check their own auth and answer in their own shapes
+        if path == b"/metrics":
+            return UNROUTED_BODY_MAX
+        protocol = cloudwatch_protocol(req.method, path, req.hmap)
+        if protocol is not None:
+            return self._p.metrics.cloudwatch.admit(protocol, req.hmap, req.query, self._p.ids.request_id())
+        hmap = req.hmap
         try:
-            try:
-                if path.startswith(LAMINA_API_PREFIX):
-                    await self._lamina_api(scope, raw_path, hmap, request_id, receive, send)
-                else:
-                    await self._api(scope, raw_path, hmap, request_id, receive, send)
-                return
-            except AwsError as err:
-                if "x-amz-target" in hmap:
-                    renderer = render_json
-                status, out_headers, body = renderer(err)
-            except _ClientGone:
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("unhandled error", extra={"request_id": request_id})
-                status, out_headers, body = renderer(
-                    AwsError("ServiceException", "The service encountered an internal error.")
-                )
-            out_headers.append((b"x-amzn-requestid", request_id.encode()))
-            await _send(send, status, out_headers, body)
-        except (OSError, RuntimeError):
-            return  # the client went away while we answered
+            if b"authorization" not in hmap and b"X-Amz-Signature" not in req.query:
+                # nobody may send one: the verifier says why (missing token, ...)
+                self._p.verifier.verify(req.method, path, req.query, req.headers, b"")
+            limit, op_name = UNROUTED_BODY_MAX, "Unknown"
+            if b"x-amz-target" not in hmap and not path.startswith(_LAMINA_API):
+                route = self._p.router.match(req.method, path.decode("latin-1"), req.query.decode("latin-1"))
+                req.route = route
+                if route is not None:
+                    op_name = route[0].name
+                    limit = INVOKE_BODY_MAX if op_name == "Invoke" else DEFAULT_BODY_MAX
+            declared = _declared(req)
+            if declared is not None and declared > limit:
+                raise _too_large(op_name, limit)
+        except AwsError as err:
+            return self._error(req, err, self._p.ids.request_id())
+        return limit
 
-    async def _api(
-        self,
-        scope: Scope,
-        raw_path: bytes,
-        hmap: dict[str, str],
-        request_id: str,
-        receive: Receive,
-        send: Send,
-    ) -> None:
+    def too_large(self, req: Request, limit: int) -> Reply:
+        route = req.route
+        op_name = route[0].name if isinstance(route, tuple) else "Unknown"
+        return self._error(req, _too_large(op_name, limit), self._p.ids.request_id())
+
+    async def handle(self, req: Request) -> Reply:
+        request_id = self._p.ids.request_id()
+        path = req.path
+        try:
+            if path.startswith(_INTERNAL):
+                if path.startswith(_LAMINA_API):
+                    return await self._lamina_api(req, request_id)
+                return await self._internal(req)
+            # -- issue 7 item 4 (metrics): Prometheus exposition and CloudWatch's metric API --
+            if path == b"/metrics":
+                return self._p.metrics.metrics_http.handle(req.method, path, req.query, req.headers, req.hmap)
+            protocol = cloudwatch_protocol(req.method, path, req.hmap)
+            if protocol is not None:
+                return await self._p.metrics.cloudwatch.handle(
+                    protocol, method=req.method, raw_path=path, raw_query=req.query, headers=req.headers,
+                    hmap=req.hmap, body=req.body, request_id=request_id,
+                )  # fmt: skip
+            # -- end issue 7 item 4 --
+            return await self._api(req, request_id)
+        except AwsError as err:
+            return self._error(req, err, request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            return self._error(
+                req, AwsError("ServiceException", "The service encountered an internal error."), request_id
+            )
+
+    def _error(self, req: Request, err: AwsError, request_id: str) -> Reply:
+        renderer = render_json if b"x-amz-target" in req.hmap else render_rest_json
+        status, headers, body = renderer(err)
+        headers.append((b"x-amzn-requestid", request_id.encode()))
+        return status, headers, body
+
+    # -- AWS's API -------------------------------------------------------------------------
+
+    async def _api(self, req: Request, request_id: str) -> Reply:
         p = self._p
-        method: str = scope["method"]
-        path = raw_path.decode("latin-1")
-        raw_query: bytes = scope.get("query_string", b"")
-        query = raw_query.decode("latin-1")
-        declared = int(hmap["content-length"]) if hmap.get("content-length", "").isdigit() else None
-        if "authorization" not in hmap and b"X-Amz-Signature" not in raw_query:
-            self._refuse_unsigned(scope, raw_path, raw_query, declared)
+        method = req.method
+        raw_path, raw_query, body = req.path, req.query, req.body
+        identity = p.verifier.verify(method, raw_path, raw_query, req.headers, body)
+        hmap = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.hmap.items()}
         target = hmap.get("x-amz-target")
-        matched = None if target else p.router.match(method, path, query)
-        if matched is None:
-            body = await _read_body(receive, UNROUTED_BODY_MAX, "Unknown", declared)
-            p.verifier.verify(method, raw_path, raw_query, scope["headers"], body)
+        prefix, _, operation = (target or "").partition(".")
+        service = p.json_services.get(prefix)
+        if service is not None:  # json-protocol services (CloudWatch Logs): one handle() each
+            host = hmap.get("host") or f"{p.settings.host}:{p.settings.port}"
+            jctx = RequestContext(request_id, identity.region, identity.access_key_id, f"http://{host}")
+            out = await service.handle(operation, body, jctx)
+            json_type = (b"content-type", b"application/x-amz-json-1.1")
+            return 200, [json_type, (b"x-amzn-requestid", request_id.encode())], out
+        route: Route | None = req.route  # type: ignore[assignment]  # admit put it there
+        if route is None:
             if target:
                 raise AwsError("UnknownOperationException", f"Operation {target} is not supported by lamina.")
-            raise AwsError("UnknownOperationException", f"No Lambda operation matches {method} {path}.")
-        op, labels = matched
-        limit = INVOKE_BODY_MAX if op.name == "Invoke" else DEFAULT_BODY_MAX
-        body = await _read_body(receive, limit, op.name, declared)
-        identity = p.verifier.verify(method, raw_path, raw_query, scope["headers"], body)
+            raise AwsError(
+                "UnknownOperationException",
+                f"No Lambda operation matches {method} {raw_path.decode('latin-1')}.",
+            )
+        op, labels = route
         handler = p.handlers.get(op.name)
         if handler is None:
             raise AwsError(
                 "NotImplementedException", f"lamina does not implement the {op.name} operation yet."
             )
-        params = parse_request(op, labels, query, hmap, body)
+        params = parse_request(op, labels, raw_query.decode("latin-1"), hmap, body)
         host = hmap.get("host") or f"{p.settings.host}:{p.settings.port}"
         ctx = RequestContext(
             request_id=request_id,
@@ -184,70 +173,40 @@ class LaminaApp:
         result = await handler(ctx, params)
         status, out_headers, out_body = serialize_response(op, result)
         out_headers.append((b"x-amzn-requestid", request_id.encode()))
-        await _send(send, status, out_headers, out_body)
+        return status, out_headers, out_body
 
-    def _refuse_unsigned(self, scope: Scope, raw_path: bytes, raw_query: bytes, declared: int | None) -> None:
-        """An unsigned request is refused before its body is read (and buffered): nobody is
-        allowed to send one.  With a body declared the connection closes, so that unread body is
-        never parsed as a next request.  (Raises: the verifier's AWS error for a missing signature.)"""
-        try:
-            self._p.verifier.verify(scope["method"], raw_path, raw_query, scope["headers"], b"")
-        except AwsError as err:
-            if declared:
-                err.headers["Connection"] = "close"
-            raise
-
-    async def _lamina_api(
-        self,
-        scope: Scope,
-        raw_path: bytes,
-        hmap: dict[str, str],
-        request_id: str,
-        receive: Receive,
-        send: Send,
-    ) -> None:
+    async def _lamina_api(self, req: Request, request_id: str) -> Reply:
         """lamina's own reads (``GET /_lamina/functions/{name}/events``), SigV4-verified."""
         p = self._p
-        method: str = scope["method"]
-        raw_query: bytes = scope.get("query_string", b"")
-        declared = int(hmap["content-length"]) if hmap.get("content-length", "").isdigit() else None
-        if "authorization" not in hmap and b"X-Amz-Signature" not in raw_query:
-            self._refuse_unsigned(scope, raw_path, raw_query, declared)
-        body = await _read_body(receive, UNROUTED_BODY_MAX, "Unknown", declared)
-        identity = p.verifier.verify(method, raw_path, raw_query, scope["headers"], body)
-        path = raw_path.decode("latin-1")
+        identity = p.verifier.verify(req.method, req.path, req.query, req.headers, req.body)
+        path = req.path.decode("latin-1")
         parts = path[len(LAMINA_API_PREFIX) :].split("/")
-        if method != "GET" or len(parts) != 2 or not parts[0] or parts[1] != "events":
-            raise AwsError("UnknownOperationException", f"No lamina operation matches {method} {path}.")
+        if req.method != "GET" or len(parts) != 2 or not parts[0] or parts[1] != "events":
+            raise AwsError("UnknownOperationException", f"No lamina operation matches {req.method} {path}.")
         result = await events_view.function_events(p.functions, p.store, identity.region, unquote(parts[0]))
-        out = json.dumps(result).encode()
-        headers = [(b"content-type", b"application/json"), (b"x-amzn-requestid", request_id.encode())]
-        await _send(send, 200, headers, out)
+        return 200, [*_JSON_TYPE, (b"x-amzn-requestid", request_id.encode())], json.dumps(result).encode()
 
-    async def _internal(self, scope: Scope, path: str, send: Send) -> None:
+    async def _internal(self, req: Request) -> Reply:
         """Unsigned paths: health, and code downloads authorised by their signed URL."""
+        path = req.path.decode("latin-1")
         if path == "/_lamina/health":
-            await _send(send, 200, [(b"content-type", b"application/json")], b'{"status":"ok"}')
-            return
-        if path.startswith("/_lamina/code/") and path.endswith(".zip") and scope["method"] == "GET":
-            q = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            return 200, list(_JSON_TYPE), b'{"status":"ok"}'
+        if path.startswith("/_lamina/code/") and path.endswith(".zip") and req.method == "GET":
+            q = parse_qs(req.query.decode("latin-1"))
             hex_digest = path[len("/_lamina/code/") : -len(".zip")]
             blob = self._p.functions.code_download_path(
                 hex_digest, q.get("expires", [""])[0], q.get("signature", [""])[0]
             )
             if blob is not None:
                 data = await asyncio.to_thread(_read_file, blob)
-                await _send(send, 200, [(b"content-type", b"application/zip")], data)
-                return
-            await _send(
-                send,
+                return 200, [(b"content-type", b"application/zip")], data
+            return (
                 403,
                 [(b"content-type", b"application/xml")],
                 b"<Error><Code>AccessDenied</Code>"
                 b"<Message>Request has expired or is not signed</Message></Error>",
             )
-            return
-        await _send(send, 404, [(b"content-type", b"application/json")], b'{"message":"Not Found"}')
+        return 404, list(_JSON_TYPE), b'{"message":"Not Found"}'
 
 
 def _read_file(path: str) -> bytes:

@@ -11,9 +11,8 @@ import logging
 import sys
 import time
 
-# uvicorn adds an ANSI-coloured copy of its message; the plain one is enough in JSON.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
-_STANDARD |= {"message", "asctime", "color_message"}
+_STANDARD |= {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +38,3 @@ def configure(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # uvicorn's own access log is off (it costs on every invoke); its errors come through as JSON.
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True

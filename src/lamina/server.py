@@ -1,61 +1,62 @@
-"""Runs the platform under uvicorn (httptools + uvloop) with Lambda-like graceful shutdown.
+"""Runs the platform behind lamina's HTTP front on uvloop, with Lambda-like graceful shutdown.
 
-On SIGTERM/SIGINT: stop accepting, let in-flight sync invokes finish for up to ``grace_s``, then
-kill the environments so any invoke still running answers with an error rather than hanging;
-the lifespan shutdown then closes everything, leaving no environment process behind.
+Order: bind the port (taken -> exit 1 at once), start the platform, accept.  On SIGTERM/SIGINT
+the front drains (``lamina.web.server``): in-flight sync invokes finish for up to ``grace_s``,
+then the environments are killed so any invoke still running answers with an error rather than
+hanging; the platform then closes, leaving no environment process behind.  A clean shutdown
+exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from types import FrameType
-
-import uvicorn
 
 from lamina.app import LaminaApp
 from lamina.platform import Platform
+from lamina.web.server import FrontServer, install_signal_handlers
 
 log = logging.getLogger("lamina.server")
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, platform: Platform, grace_s: float) -> None:
-        super().__init__(config)
-        self._platform = platform
-        self._grace_s = grace_s
-        self._killer: asyncio.TimerHandle | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._killer is None and not self.should_exit:
-            log.info("shutting down", extra={"signal": sig, "grace_s": self._grace_s})
-            loop = asyncio.get_event_loop()
-            self._killer = loop.call_later(
-                self._grace_s, lambda: loop.create_task(self._platform.stop_environments())
-            )
-        super().handle_exit(sig, frame)
-        # uvicorn re-raises a captured signal after shutting down, so the process would die "by
-        # SIGTERM"; a clean, complete shutdown exits 0 instead.
-        self._captured_signals.clear()
+def run(platform: Platform, *, grace_s: float = 10.0) -> int:
+    """Serve until a signal; the process's exit status."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform: asyncio's loop still works
+        return asyncio.run(_serve(platform, grace_s))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(platform, grace_s))
 
 
-def run(platform: Platform, *, grace_s: float = 10.0) -> None:
+async def _serve(platform: Platform, grace_s: float) -> int:
     s = platform.settings
-    config = uvicorn.Config(
-        LaminaApp(platform),
-        host=s.host,
-        port=s.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        # lamina is the edge: no proxy in front whose X-Forwarded-* headers it should trust (and the
-        # middleware that reads them costs on every request).
-        proxy_headers=False,
-        log_config=None,
-        server_header=False,
-        date_header=False,
-        timeout_keep_alive=75,
-        timeout_graceful_shutdown=int(grace_s) + 5,
-    )
-    _Server(config, platform, grace_s).run()
+    front = FrontServer(LaminaApp(platform), host=s.host, port=s.port)
+    stop = asyncio.Event()
+
+    def on_signal(sig: int) -> None:
+        if not stop.is_set():
+            log.info("shutting down", extra={"signal": sig, "grace_s": grace_s})
+            stop.set()
+
+    install_signal_handlers(on_signal)  # before anything starts: no signal leaves processes behind
+    try:
+        await front.bind()
+    except OSError as exc:
+        log.error("cannot listen", extra={"host": s.host, "port": s.port, "error": str(exc)})
+        return 1
+    try:
+        await platform.start()
+    except Exception:
+        log.exception("startup failed")
+        front.stop_unstarted()
+        await platform.close()
+        return 1
+    if stop.is_set():  # asked to stop while starting
+        front.stop_unstarted()
+    else:
+        await front.serve()
+        await stop.wait()
+        await front.drain(grace_s, platform.stop_environments)
+    await platform.close()
+    return 0

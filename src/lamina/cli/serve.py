@@ -58,4 +58,4 @@ def serve(
         click.echo("Generated new credentials for this lamina.", err=True)
         click.echo(platform.usage(), err=True)
     click.echo(f"lamina listening on {settings.endpoint_url} (data dir {settings.data_dir})", err=True)
-    server.run(platform, grace_s=shutdown_grace)
+    sys.exit(server.run(platform, grace_s=shutdown_grace))

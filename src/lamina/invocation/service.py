@@ -49,6 +49,7 @@ from lamina.model.function import FunctionVersion
 from lamina.store.failed_events import FailedEvent
 from lamina.store.metadata import MetadataStore, QueuedEvent
 from lamina.telemetry.logstore import LogStore
+from lamina.telemetry.metrics import MetricsRegistry
 
 log = logging.getLogger("lamina.async")
 
@@ -136,8 +137,10 @@ class InvocationService:
         policy: Callable[[str, str, str | None], RetryPolicy] = lambda region, name, qualifier: RetryPolicy(),
         retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
         on_final: FinalHook = only_log_final,
+        metrics: MetricsRegistry | None = None,
     ) -> None:
         self._functions = functions
+        self._metrics = MetricsRegistry() if metrics is None else metrics
         self._policy = policy  # (region, name, invoked qualifier) -> its event invoke config's settings
         self._retry_delays = retry_delays
         self._on_final = on_final
@@ -195,11 +198,18 @@ class InvocationService:
 
     async def invoke(self, fv: FunctionVersion, inv: InvocationInput, *, tail: bool = False) -> SyncResult:
         spec = self.spec_for(fv)
-        lease = self._limiter.acquire(fv.region, fv.name, fv.version)  # or AWS's 429, before any work
+        series = self._metrics.series(inv.invoked_function_arn, fv.version)
+        try:
+            lease = self._limiter.acquire(fv.region, fv.name, fv.version)  # or AWS's 429, before any work
+        except AwsError:
+            series.throttles += 1
+            raise
+        series.enter()
         try:
             outcome = await self._engine.invoke(spec, inv)
         finally:
             lease.release()
+            series.running -= 1
         self._logs.put(spec.log_group, outcome.log_stream, outcome.log_events)
         payload, error = outcome.payload, outcome.function_error
         if len(payload) > RESPONSE_MAX:
@@ -211,6 +221,7 @@ class InvocationService:
                 }
             ).encode()
             error = "Unhandled"
+        series.done(outcome.duration_ms, outcome.init_duration_ms, error is not None)
         return SyncResult(outcome, payload, error, log_tail(outcome.log_events) if tail else None)
 
     async def enqueue(self, fv: FunctionVersion, inv: InvocationInput, qualifier: str) -> None:
@@ -226,6 +237,7 @@ class InvocationService:
                 "received_at": time.time(),
             }
         )
+        self._metrics.series(inv.invoked_function_arn, fv.version).async_received += 1
 
     async def _run_queued(self, ev: QueuedEvent) -> None:
         try:
@@ -248,6 +260,8 @@ class InvocationService:
             await self._record_failed(ev, FinalCondition.EVENT_AGE_EXCEEDED, ev.attempts - 1, *why)
             await self._on_final(ev, FinalCondition.EVENT_AGE_EXCEEDED, policy, result)
             return
+        series = self._metrics.series(ev.invoked_arn, fv.version)
+        series.async_age.observe((time.time() - ev.received_at) * 1000.0)
         try:
             run = await self.invoke(fv, inv)
         except AwsError as exc:
@@ -258,6 +272,7 @@ class InvocationService:
                 "async event hit a system error; retrying",
                 extra={"request_id": ev.request_id, "error": exc.code, "retry_in_s": delay},
             )
+            series.async_retried += 1
             raise RetryLater(
                 delay, system_error=True, error_type=exc.code, error_message=exc.message
             ) from exc
@@ -273,12 +288,14 @@ class InvocationService:
             )
             await self._on_final(ev, FinalCondition.RETRIES_EXHAUSTED, policy, final)
             return
+        series.async_retried += 1
         raise RetryLater(retry_in, error_type=error_type, error_message=error_message)
 
     async def _record_failed(
         self, ev: QueuedEvent, condition: FinalCondition, runs: int, error_type: str, error_message: str
     ) -> None:
         """Committed before the event leaves the queue: a crash in between records it twice at worst."""
+        self._metrics.series(ev.invoked_arn, ev.qualifier).dropped(condition.value)
         failed = FailedEvent(
             request_id=ev.request_id,
             invoked_arn=ev.invoked_arn,
