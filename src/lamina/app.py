@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote
 from lamina.api import events_view
 from lamina.errors import AwsError, render_json, render_rest_json
 from lamina.protocol import parse_request, serialize_response
+from lamina.protocol.cloudwatch_wire import protocol_of as cloudwatch_protocol  # issue 7 item 4
 from lamina.types import RequestContext
 from lamina.web.connection import Reply, Request
 
@@ -64,6 +65,12 @@ class LaminaApp:
         path = req.path
         if path.startswith(_INTERNAL) and not path.startswith(_LAMINA_API):
             return UNROUTED_BODY_MAX
+        # issue 7 item 4: /metrics and CloudWatch check their own auth and answer in their own shapes
+        if path == b"/metrics":
+            return UNROUTED_BODY_MAX
+        protocol = cloudwatch_protocol(req.method, path, req.hmap)
+        if protocol is not None:
+            return self._p.metrics.cloudwatch.admit(protocol, req.hmap, req.query, self._p.ids.request_id())
         hmap = req.hmap
         try:
             if b"authorization" not in hmap and b"X-Amz-Signature" not in req.query:
@@ -96,6 +103,16 @@ class LaminaApp:
                 if path.startswith(_LAMINA_API):
                     return await self._lamina_api(req, request_id)
                 return await self._internal(req)
+            # -- issue 7 item 4 (metrics): Prometheus exposition and CloudWatch's metric API --
+            if path == b"/metrics":
+                return self._p.metrics.metrics_http.handle(req.method, path, req.query, req.headers, req.hmap)
+            protocol = cloudwatch_protocol(req.method, path, req.hmap)
+            if protocol is not None:
+                return await self._p.metrics.cloudwatch.handle(
+                    protocol, method=req.method, raw_path=path, raw_query=req.query, headers=req.headers,
+                    hmap=req.hmap, body=req.body, request_id=request_id,
+                )  # fmt: skip
+            # -- end issue 7 item 4 --
             return await self._api(req, request_id)
         except AwsError as err:
             return self._error(req, err, request_id)
@@ -122,6 +139,14 @@ class LaminaApp:
         identity = p.verifier.verify(method, raw_path, raw_query, req.headers, body)
         hmap = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.hmap.items()}
         target = hmap.get("x-amz-target")
+        prefix, _, operation = (target or "").partition(".")
+        service = p.json_services.get(prefix)
+        if service is not None:  # json-protocol services (CloudWatch Logs): one handle() each
+            host = hmap.get("host") or f"{p.settings.host}:{p.settings.port}"
+            jctx = RequestContext(request_id, identity.region, identity.access_key_id, f"http://{host}")
+            out = await service.handle(operation, body, jctx)
+            json_type = (b"content-type", b"application/x-amz-json-1.1")
+            return 200, [json_type, (b"x-amzn-requestid", request_id.encode())], out
         route: Route | None = req.route  # type: ignore[assignment]  # admit put it there
         if route is None:
             if target:

@@ -74,6 +74,16 @@ class Settings:
     aws_endpoints: Mapping[str, str] = field(default_factory=dict)
     # OpenTelemetry export of invoke spans (OTEL_EXPORTER_OTLP_* variables); None: off.
     tracing: TracingSettings | None = None
+    # The bearer token of GET /metrics (docs/metrics.md); None: the one in <data-dir>/metrics-token,
+    # generated on first start.  Never in a repr (settings get logged).
+    metrics_token: str | None = field(default=None, repr=False)
+    # Log store bounds per log group, i.e. per function (docs/logs.md): retention in days for the
+    # groups lamina creates (None: kept until deleted, as AWS), the most it holds (its oldest
+    # events go first), and the bytes per second it takes in (0: no cap; over it, lines are dropped
+    # and counted).
+    log_retention_days: int | None = None
+    log_max_mb: float = 256.0
+    log_rate_kb_s: float = 8192.0
 
     @property
     def db_path(self) -> Path:
@@ -112,6 +122,10 @@ class Settings:
             "preload": tuple(n.strip() for n in e.get("LAMINA_PRELOAD", "").split(",") if n.strip()),
             "preload_paths": tuple(Path(p) for p in e.get("LAMINA_PRELOAD_PATH", "").split(os.pathsep) if p),
             "async_retry_delays": parse_delays(e.get("LAMINA_ASYNC_RETRY_DELAYS", "60,120")),
+            "metrics_token": e.get("LAMINA_METRICS_TOKEN") or None,
+            "log_retention_days": _optional_int(e.get("LAMINA_LOG_RETENTION_DAYS")),
+            "log_max_mb": float(e.get("LAMINA_LOG_MAX_MB", cls.log_max_mb)),
+            "log_rate_kb_s": float(e.get("LAMINA_LOG_RATE_KB", cls.log_rate_kb_s)),
         }
         values["aws_endpoints"] = aws_endpoints(e)
         values["tracing"] = TracingSettings.from_env(e)
@@ -131,6 +145,21 @@ class Settings:
             raise ValueError(f"account id must be 12 digits, got {settings.account_id!r}")
         if not settings.overcommit_ratio > 0:
             raise ValueError(f"overcommit ratio must be positive, got {settings.overcommit_ratio}")
+        _check_log_settings(settings)
         if settings.account_concurrency < 1:
             raise ValueError(f"account concurrency must be at least 1, got {settings.account_concurrency}")
         return settings
+
+
+def _check_log_settings(settings: Settings) -> None:
+    from lamina.telemetry.logmaint import RETENTION_DAYS  # SQLAlchemy: only when settings are built
+
+    days = settings.log_retention_days
+    if days is not None and days not in RETENTION_DAYS:
+        raise ValueError(f"log retention must be one of CloudWatch's periods {RETENTION_DAYS}, got {days}")
+    if settings.log_max_mb < 0 or settings.log_rate_kb_s < 0:
+        raise ValueError("log size and rate limits must be non-negative (0: unbounded)")
+
+
+def _optional_int(text: str | None) -> int | None:
+    return int(text) if text and text.strip() else None

@@ -19,6 +19,8 @@ from lamina.api import policy as policy_api
 from lamina.api import provisioned as provisioned_api
 from lamina.api import tags as tags_api
 from lamina.api import versions as versions_api
+from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
+from lamina.api.logs import LogsService
 from lamina.auth.credentials import Credentials, load_or_create, usage_text
 from lamina.auth.sigv4 import SigV4Verifier
 from lamina.config import Settings
@@ -38,10 +40,12 @@ from lamina.invocation.destinations import DeliveryOutbox, RemoteTargets
 from lamina.invocation.service import InvocationService
 from lamina.policy.service import PolicyService
 from lamina.protocol import RestRouter, load_service_model
+from lamina.protocol.jsonrpc import JsonService
 from lamina.store.db import sqlite_engine
 from lamina.store.layers import LayerRows
 from lamina.store.metadata import MetadataStore
-from lamina.telemetry.logstore import LogStore
+from lamina.telemetry.logstore import LogLimits, LogStore
+from lamina.telemetry.metrics_service import MetricsService
 from lamina.telemetry.tracing import SpanExporter
 from lamina.types import Handler
 
@@ -59,6 +63,8 @@ class Platform:
         self.settings = settings
         self.router = RestRouter(load_service_model("lambda"))
         self.handlers: dict[str, Handler] = {}
+        # json-protocol services on the same endpoint, by X-Amz-Target prefix (filled by start()).
+        self.json_services: dict[str, JsonService] = {}
         self.ids = IdFactory()
         self._lock_file: IO[str] | None = None
         self._started = False
@@ -116,8 +122,17 @@ class Platform:
         self.policies = PolicyService(functions=self.functions, store=self.store)
         await self.policies.load()
         self.functions.on_drop.append(self.policies.forget)
-        self.logs = LogStore(s.data_dir / "logs.sqlite3")
+        rate = s.log_rate_kb_s * 1024
+        limits = LogLimits(
+            rate_bytes_s=rate,
+            burst_bytes=rate * 2,
+            max_group_bytes=int(s.log_max_mb * 1024 * 1024),
+            default_retention_days=s.log_retention_days,
+        )
+        self.logs = LogStore(s.data_dir / "logs.sqlite3", limits=limits)
         self.logs.start()
+        self.json_services[LOGS_TARGET] = LogsService(self.logs, s.account_id)
+        self.metrics = await MetricsService.start(s.data_dir, self.verifier, s.metrics_token)
         event_invoke = EventInvokeService(functions=self.functions, store=self.store)
         await event_invoke.load()
         self.functions.on_drop.append(event_invoke.forget)
@@ -130,6 +145,7 @@ class Platform:
             self.store,
             lambda arn, payload: self.invocations.enqueue_arn(arn, payload),
             RemoteTargets(s.aws_endpoints),
+            self.metrics.registry,
         )
         self.invocations = InvocationService(
             functions=self.functions,
@@ -142,6 +158,7 @@ class Platform:
             retry_delays=s.async_retry_delays,
             on_final=self.destinations.on_final,
             tracer=self.tracer,
+            metrics=self.metrics.registry,
         )
         concurrency = ConcurrencyService(
             functions=self.functions, store=self.store, limiter=limiter, on_change=self.invocations.queue.wake
@@ -158,6 +175,8 @@ class Platform:
         )
         await provisioned.load()  # environments are initialised in the background from here
         self.functions.on_drop.append(provisioned.forget)
+        self.metrics.registry.provisioned = provisioned.utilisation
+        self.functions.on_drop.append(self.metrics.forget)
         aliases.watcher = provisioned
         await self.invocations.queue.start()
         await self.destinations.start()
@@ -200,6 +219,7 @@ class Platform:
             await self.tracer.close()
         await self.invocations.queue.close()
         await self.engine.close()
+        await self.metrics.close()
         await self.logs.close()
         self.store.close()
         if self._lock_file is not None:

@@ -53,3 +53,20 @@ def test_flusher_writes_in_background(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(run())
+
+
+def test_sizes_of_an_older_data_dir_are_counted_at_start(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = LogStore(tmp_path / "logs.sqlite3", flush_interval_s=3600)
+        store.start()
+        store.put("/g", "s", [LogEvent(1, "abcd"), LogEvent(2, "é")])
+        await store.close()
+        with sqlite3.connect(tmp_path / "logs.sqlite3") as conn:  # as an older lamina left it
+            conn.execute("UPDATE log_streams SET stored_bytes = 0")
+        store = LogStore(tmp_path / "logs.sqlite3", flush_interval_s=3600)
+        store.start()
+        await store.close()
+        with sqlite3.connect(tmp_path / "logs.sqlite3") as conn:
+            assert conn.execute("SELECT stored_bytes FROM log_streams").fetchone() == (4 + 26 + 2 + 26,)
+
+    asyncio.run(run())

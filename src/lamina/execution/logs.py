@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lamina.execution.types import InvocationOutcome, LogEvent
+from lamina.telemetry.linesplit import LineSplitter
 
 READ_CHUNK = 256 * 1024
 
@@ -126,7 +127,7 @@ class LogCapture:
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
-        self._partial = b""
+        self._splitter = LineSplitter()  # lines over 256 KB cut; linear however long a line runs
         self.pending: list[LogEvent] = []
         os.set_blocking(fd, False)
         self._loop = asyncio.get_running_loop()
@@ -136,7 +137,9 @@ class LogCapture:
         self.pending.append(LogEvent(now_ms(), message))
 
     def drain(self) -> None:
-        """Read until the pipe is empty (EAGAIN) or closed."""
+        """Read what the pipe holds.  A read shorter than READ_CHUNK emptied it: no second read to
+        learn so (EAGAIN costs a system call and an exception on every invocation that logs);
+        bytes written after it make the pipe readable again and bring us back."""
         fd = self._fd
         while fd is not None:
             try:
@@ -149,19 +152,19 @@ class LogCapture:
                 self._eof()
                 return
             self._lines(data)
+            if len(data) < READ_CHUNK:
+                return
 
     def _lines(self, data: bytes) -> None:
-        if self._partial:
-            data = self._partial + data
-        *lines, self._partial = data.split(b"\n")
         stamp = now_ms()
+        lines = self._splitter.feed(data)
         self.pending.extend(LogEvent(stamp, line.decode("utf-8", "replace")) for line in lines)
 
     def flush_partial(self) -> None:
         """A last line without '\\n' is still one event."""
-        if self._partial:
-            self.add(self._partial.decode("utf-8", "replace"))
-            self._partial = b""
+        rest = self._splitter.flush()
+        if rest:
+            self.add(rest.decode("utf-8", "replace"))
 
     def take(self) -> list[LogEvent]:
         events, self.pending = self.pending, []

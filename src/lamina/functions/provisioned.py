@@ -21,6 +21,7 @@ committed.  The drop and alias hooks run under the function's lock already and t
 
 from __future__ import annotations
 
+import builtins  # the class has a ``list`` method: annotations inside it need the builtin's name
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -154,6 +155,21 @@ class ProvisionedService:
         out: dict[str, Any] = {"ProvisionedConcurrencyConfigs": items}
         if next_marker is not None:
             out["NextMarker"] = next_marker
+        return out
+
+    def utilisation(self) -> builtins.list[tuple[str, str, str, int, int]]:
+        """(region, name, qualifier, busy, provisioned) of every config, for the metrics'
+        ProvisionedConcurrencyUtilization (read once a second, off the invoke path)."""
+        out = []
+        for (region, name), configs in self._configs.items():
+            running = self._limiter.provisioned_running(region, name)
+            for qualifier, config in configs.items():
+                try:
+                    versions = self._versions_of(region, name, qualifier, config.requested)
+                except AwsError:
+                    continue
+                busy = sum(running.get(v, 0) for v in versions)
+                out.append((region, name, qualifier, busy, sum(versions.values())))
         return out
 
     # -- hooks ------------------------------------------------------------------------------------

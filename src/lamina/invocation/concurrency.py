@@ -196,6 +196,11 @@ class ConcurrencyLimiter:
             self.set_provisioned(region, name, {})
             del self._functions[(region, name)]
 
+    def provisioned_running(self, region: str, name: str) -> dict[str, int]:
+        """In-flight invocations on each provisioned version's slots (for the metrics)."""
+        slots = self._functions.get((region, name))
+        return {} if slots is None else {v: s.running for v, s in slots.versions.items()}
+
     def running(self, region: str, name: str) -> int:
         slots = self._functions.get((region, name))
         if slots is None:

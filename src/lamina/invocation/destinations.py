@@ -30,6 +30,7 @@ from typing import Any
 from lamina.invocation.retries import FinalCondition, FinalResult, RetryPolicy, log_final
 from lamina.store.deliveries import Delivery
 from lamina.store.metadata import MetadataStore, QueuedEvent
+from lamina.telemetry.metrics import MetricsRegistry
 
 log = logging.getLogger("lamina.destinations")
 
@@ -278,8 +279,15 @@ class RemoteTargets:
 class DeliveryOutbox:
     """The ``on_final`` hook and the worker that empties the outbox."""
 
-    def __init__(self, store: MetadataStore, submit: SubmitFunction, remote: RemoteTargets) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        submit: SubmitFunction,
+        remote: RemoteTargets,
+        metrics: MetricsRegistry | None = None,
+    ) -> None:
         self._store = store
+        self._metrics = MetricsRegistry() if metrics is None else metrics
         self._submit = submit
         self._remote = remote
         self._wake = asyncio.Event()
@@ -333,6 +341,7 @@ class DeliveryOutbox:
             failures = d.attempts + 1
             delay = min(BACKOFF_MIN_S * 2.0 ** (failures - 1), BACKOFF_MAX_S)
             self.stats["failed_tries"] += 1
+            self._metrics.delivery_failed(function_arn, dead_letter=d.data.get("kind") == "dead_letter")
             log.warning(
                 "destination delivery failed; retrying",
                 extra={

@@ -51,6 +51,7 @@ from lamina.model.function import FunctionVersion
 from lamina.store.failed_events import FailedEvent
 from lamina.store.metadata import MetadataStore, QueuedEvent
 from lamina.telemetry.logstore import LogStore
+from lamina.telemetry.metrics import MetricsRegistry
 from lamina.telemetry.tracing import InvokeRecord, SpanExporter
 
 log = logging.getLogger("lamina.async")
@@ -140,9 +141,11 @@ class InvocationService:
         retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
         on_final: FinalHook = only_log_final,
         tracer: SpanExporter | None = None,
+        metrics: MetricsRegistry | None = None,
     ) -> None:
         self._functions = functions
         self._tracer = tracer  # None: no OTLP endpoint configured, nothing done per invoke
+        self._metrics = MetricsRegistry() if metrics is None else metrics
         self._policy = policy  # (region, name, invoked qualifier) -> its event invoke config's settings
         self._retry_delays = retry_delays
         self._on_final = on_final
@@ -203,12 +206,19 @@ class InvocationService:
 
     async def invoke(self, fv: FunctionVersion, inv: InvocationInput, *, tail: bool = False) -> SyncResult:
         spec = self.spec_for(fv)
-        lease = self._limiter.acquire(fv.region, fv.name, fv.version)  # or AWS's 429, before any work
+        series = self._metrics.series(inv.invoked_function_arn, fv.version)
+        try:
+            lease = self._limiter.acquire(fv.region, fv.name, fv.version)  # or AWS's 429, before any work
+        except AwsError:
+            series.throttles += 1
+            raise
+        series.enter()
         start_ns = time.time_ns()
         try:
             outcome = await self._engine.invoke(spec, inv)
         finally:
             lease.release()
+            series.running -= 1
         self._logs.put(spec.log_group, outcome.log_stream, outcome.log_events)
         if self._tracer is not None:
             self._trace(spec, inv, outcome, start_ns)
@@ -222,6 +232,7 @@ class InvocationService:
                 }
             ).encode()
             error = "Unhandled"
+        series.done(outcome.duration_ms, outcome.init_duration_ms, error is not None)
         return SyncResult(outcome, payload, error, log_tail(outcome.log_events) if tail else None)
 
     def _trace(
@@ -263,6 +274,7 @@ class InvocationService:
                 "trace_generated": inv.trace_generated,
             }
         )
+        self._metrics.series(inv.invoked_function_arn, fv.version).async_received += 1
 
     async def _run_queued(self, ev: QueuedEvent) -> None:
         try:
@@ -287,6 +299,8 @@ class InvocationService:
             await self._record_failed(ev, FinalCondition.EVENT_AGE_EXCEEDED, ev.attempts - 1, *why)
             await self._on_final(ev, FinalCondition.EVENT_AGE_EXCEEDED, policy, result)
             return
+        series = self._metrics.series(ev.invoked_arn, fv.version)
+        series.async_age.observe((time.time() - ev.received_at) * 1000.0)
         try:
             run = await self.invoke(fv, inv)
         except AwsError as exc:
@@ -297,6 +311,7 @@ class InvocationService:
                 "async event hit a system error; retrying",
                 extra={"request_id": ev.request_id, "error": exc.code, "retry_in_s": delay},
             )
+            series.async_retried += 1
             raise RetryLater(
                 delay, system_error=True, error_type=exc.code, error_message=exc.message
             ) from exc
@@ -312,12 +327,14 @@ class InvocationService:
             )
             await self._on_final(ev, FinalCondition.RETRIES_EXHAUSTED, policy, final)
             return
+        series.async_retried += 1
         raise RetryLater(retry_in, error_type=error_type, error_message=error_message)
 
     async def _record_failed(
         self, ev: QueuedEvent, condition: FinalCondition, runs: int, error_type: str, error_message: str
     ) -> None:
         """Committed before the event leaves the queue: a crash in between records it twice at worst."""
+        self._metrics.series(ev.invoked_arn, ev.qualifier).dropped(condition.value)
         failed = FailedEvent(
             request_id=ev.request_id,
             invoked_arn=ev.invoked_arn,

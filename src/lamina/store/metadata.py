@@ -60,6 +60,7 @@ _ENQUEUE_COLUMNS = (
     "trace_id",
     "trace_generated",
 )
+_ENQUEUE_DEFAULTS = {"trace_generated": False}  # the NOT NULL columns a row may leave out
 _ENQUEUE_SQL = "INSERT INTO {} ({}, state, attempts) VALUES ({}, 'queued', 0)".format(
     async_events.name, ", ".join(_ENQUEUE_COLUMNS), ", ".join(["?"] * len(_ENQUEUE_COLUMNS))
 )
@@ -149,7 +150,7 @@ class MetadataStore(
     def enqueue_events(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert a batch in ONE transaction (group commit): one fsync for many 202s, and one
         executemany for all the rows (a statement per row cost more than the fsync)."""
-        params = [tuple(row.get(c) for c in _ENQUEUE_COLUMNS) for row in rows]
+        params = [tuple(row.get(c, _ENQUEUE_DEFAULTS.get(c)) for c in _ENQUEUE_COLUMNS) for row in rows]
         with self._engine.begin() as conn:
             # The driver's executemany on one prepared INSERT: SQLAlchemy's per-row processing of
             # dicts cost as much as the rest of the commit, on the thread the accepts wait on.

@@ -4,6 +4,15 @@ Invocations hand their lines to ``put`` (memory only, no I/O on the invoke path)
 task flushes the buffer to SQLite every ``flush_interval_s`` or when it grows large, in one
 transaction on the store's own thread.  Logs live in their own database file so their write
 volume never delays a metadata commit.
+
+Bounds (docs/logs.md): ``put`` passes through a ``LogGuard`` (lines over 256 KB split, a per-group
+byte rate, drops counted); the buffer itself is capped; after each flush a group over
+``max_group_bytes`` loses its oldest events; every ``maintenance_interval_s`` events older than
+their group's retention are deleted.
+
+Concurrency invariant: every database access, and ``_stream_ids`` / ``_group_bytes``, belong to
+the one executor thread, so writes, reads, trims and purges are serialized without locks; the
+event loop only touches ``_pending`` and the guard.
 """
 
 from __future__ import annotations
@@ -11,65 +20,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    select,
-    text,
-)
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, select, text
 
 from lamina.execution.types import LogEvent
 from lamina.store.db import sqlite_engine
+from lamina.telemetry import logmaint
+from lamina.telemetry.logguard import GroupCounters, LogGuard, event_size
+from lamina.telemetry.logschema import log_events, log_streams, schema
 
-_meta = MetaData()
-log_groups = Table(
-    "log_groups",
-    _meta,
-    Column("name", String(512), primary_key=True),
-    Column("created_ms", Integer, nullable=False),
-    Column("retention_days", Integer, nullable=True),
-)
-log_streams = Table(
-    "log_streams",
-    _meta,
-    Column("id", Integer, primary_key=True),
-    Column("group_name", String(512), nullable=False),
-    Column("name", String(512), nullable=False),
-    Column("created_ms", Integer, nullable=False),
-    Column("first_event_ms", Integer, nullable=True),
-    Column("last_event_ms", Integer, nullable=True),
-    Column("last_ingestion_ms", Integer, nullable=True),
-    UniqueConstraint("group_name", "name", name="uq_stream"),
-)
-# Events refer to their stream by id: rows and the one index stay small, which is most of what a
-# flush costs (the log writer competes with the event loop for the CPU on every invoke).
-log_events = Table(
-    "log_events",
-    _meta,
-    Column("stream_id", Integer, nullable=False),
-    Column("timestamp_ms", Integer, nullable=False),
-    Column("ingestion_ms", Integer, nullable=False),
-    Column("message", Text, nullable=False),
-    Index("ix_events_stream_time", "stream_id", "timestamp_ms"),
-)
-
+T = TypeVar("T")
+log = logging.getLogger("lamina.logs")
 
 _ROWS_PER_INSERT = 2000  # 4 parameters a row, under SQLite's 32766-variable limit
+_WARN_INTERVAL_S = 60.0
+_MAX_BACKLOG = 200_000  # events waiting for the writer; beyond it new ones are dropped (and counted)
 
 
 @functools.lru_cache(maxsize=4)
@@ -87,39 +59,107 @@ class StoredLogEvent:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class LogLimits:
+    """How much one log group may hold and take in (0 means unbounded); see docs/logs.md."""
+
+    rate_bytes_s: float = 0.0
+    burst_bytes: float = 0.0
+    max_group_bytes: int = 0
+    default_retention_days: int | None = None  # for groups lamina creates itself (per function)
+    maintenance_interval_s: float = 60.0
+
+
 class LogStore:
-    def __init__(self, path: Path, *, flush_interval_s: float = 0.1, max_pending: int = 5000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        flush_interval_s: float = 0.1,
+        max_pending: int = 5000,
+        limits: LogLimits | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         # Logs survive a crash of lamina (WAL); only an OS crash may lose the last flush: not worth
         # an fsync per batch on the invoke-heavy path.
-        self._engine: Engine = sqlite_engine(path, _meta, synchronous="OFF")
+        self._engine: Engine = sqlite_engine(path, schema, synchronous="OFF")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-logs")
         self._pending: list[tuple[str, str, LogEvent]] = []
         self._interval = flush_interval_s
         self._max_pending = max_pending
+        self.limits = limits or LogLimits()
+        self._clock = clock
+        self.guard = LogGuard(
+            rate_bytes_s=self.limits.rate_bytes_s,
+            burst_bytes=self.limits.burst_bytes,
+            clock=time.monotonic,
+            on_notice=self._warn_drops,
+        )
+        self._warned: dict[str, float] = {}  # group -> monotonic time of its last server warning
+        self.backlog_dropped = 0
+        self.trimmed_events = 0
+        self.expired_events = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._stream_ids: dict[tuple[str, str], int] = {}  # only the writer thread touches it
+        self._stream_ids: dict[tuple[str, str], int] = {}  # writer thread only
+        self._group_bytes: dict[str, int] = {}  # writer thread only; loaded lazily per group
 
     def start(self) -> None:
+        # First on the store's one thread, so before any read or write of this run.
+        self._executor.submit(self._in_transaction, logmaint.count_legacy_sizes)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lamina-log-flusher")
 
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
     def put(self, group: str, stream: str, events: Sequence[LogEvent]) -> None:
+        """A function's output: through the guard (split, rate cap), then buffered."""
+        self.put_direct(group, stream, self.guard.admit(group, events))
+
+    def _warn_drops(self, group: str, counters: GroupCounters) -> None:
+        """The server's own log says so too, at most once a minute per function."""
+        now = time.monotonic()
+        if now - self._warned.get(group, float("-inf")) >= _WARN_INTERVAL_S:
+            self._warned[group] = now
+            log.warning(
+                "function output over its log rate: lines dropped",
+                extra={
+                    "log_group": group,
+                    "dropped_events": counters.dropped_events,
+                    "dropped_bytes": counters.dropped_bytes,
+                    "rate_bytes_s": self.limits.rate_bytes_s,
+                },
+            )
+
+    def put_direct(self, group: str, stream: str, events: Sequence[LogEvent]) -> None:
+        """Buffer ``events`` as they are (PutLogEvents has already checked them)."""
+        room = _MAX_BACKLOG - len(self._pending)
+        if len(events) > room:
+            self.backlog_dropped += len(events) - max(room, 0)
+            events = events[: max(room, 0)]
         self._pending.extend((group, stream, e) for e in events)
         if len(self._pending) >= self._max_pending:
             self._wake.set()
 
     async def _run(self) -> None:
+        next_maintenance = self._clock() + self.limits.maintenance_interval_s
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+                if self._clock() >= next_maintenance:
+                    next_maintenance = self._clock() + self.limits.maintenance_interval_s
+                    await self.expire()
+            except Exception:  # a failed batch must not end logging for the server's lifetime
+                log.exception("log store flush failed")
 
     async def flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
+        await self._call(self._write, batch)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -130,36 +170,79 @@ class LogStore:
         self._executor.shutdown(wait=True)
         self._engine.dispose()
 
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(conn)`` on the store's thread after a flush, so callers see every write so far."""
+        await self.flush()
+        return await self._call(self._with_connection, fn)
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(conn)`` in one transaction on the store's thread; sizes are recounted after it."""
+        await self.flush()
+        return await self._call(self._in_transaction, fn)
+
+    def _with_connection(self, fn: Callable[[Connection], T]) -> T:
+        with self._engine.connect() as conn:
+            return fn(conn)
+
+    def _in_transaction(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            with self._engine.begin() as conn:
+                return fn(conn)
+        finally:
+            # Whatever fn deleted (a group, a stream), cached ids and sizes may be stale now.
+            self._stream_ids.clear()
+            self._group_bytes.clear()
+
+    async def expire(self) -> int:
+        """Delete every event older than its group's retention; the number deleted."""
+        now = self.now_ms()
+        deleted: int = await self._call(self._in_transaction, lambda conn: logmaint.expire(conn, now))
+        self.expired_events += deleted
+        return deleted
+
+    def stats(self) -> dict[str, Any]:
+        """What the bounds did since start: per group accepted/dropped/split, and store-wide trims."""
+        return {
+            "groups": {
+                group: {
+                    "accepted_events": c.accepted_events,
+                    "dropped_events": c.dropped_events,
+                    "dropped_bytes": c.dropped_bytes,
+                    "split_lines": c.split_lines,
+                }
+                for group, c in self.guard.counters.items()
+            },
+            "backlog_dropped_events": self.backlog_dropped,
+            "trimmed_events": self.trimmed_events,
+            "expired_events": self.expired_events,
+        }
+
+    # ---- the writer thread ---------------------------------------------------------------------
+
     def _stream_id(self, conn: Connection, group: str, stream: str, now: int) -> int:
         key = (group, stream)
         sid = self._stream_ids.get(key)
         if sid is None:
-            conn.execute(
-                sqlite_insert(log_groups).on_conflict_do_nothing(),
-                {"name": group, "created_ms": now, "retention_days": None},
-            )
-            conn.execute(
-                sqlite_insert(log_streams).on_conflict_do_nothing(),
-                {"group_name": group, "name": stream, "created_ms": now},
-            )
-            sid = conn.execute(
-                select(log_streams.c.id).where(
-                    (log_streams.c.group_name == group) & (log_streams.c.name == stream)
-                )
-            ).scalar_one()
+            sid = logmaint.ensure_stream(conn, group, stream, now, self.limits.default_retention_days)
             self._stream_ids[key] = sid
         return sid
 
     def _write(self, batch: list[tuple[str, str, LogEvent]]) -> None:
-        now = int(time.time() * 1000)
+        now = self.now_ms()
         with self._engine.begin() as conn:
-            ranges: dict[int, tuple[int, int]] = {}
+            ranges: dict[int, tuple[int, int, int]] = {}  # stream id -> (first, last, bytes)
+            groups: dict[str, int] = {}
             rows = []
             for group, stream, ev in batch:
                 sid = self._stream_id(conn, group, stream, now)
                 ts = ev.timestamp_ms
-                lo, hi = ranges.get(sid, (ts, ts))
-                ranges[sid] = (min(lo, ts), max(hi, ts))
+                size = event_size(ev.message)
+                lo, hi, total = ranges.get(sid, (ts, ts, 0))
+                ranges[sid] = (min(lo, ts), max(hi, ts), total + size)
+                groups[group] = groups.get(group, 0) + size
                 rows.append((sid, ts, now, ev.message))
             # Multi-row INSERTs, not executemany: the sqlite3 module releases and re-takes the GIL
             # around every statement step, and each re-take waits on the event loop's thread, so a
@@ -169,23 +252,39 @@ class LogStore:
                 conn.exec_driver_sql(_insert_sql(len(chunk)), tuple(v for row in chunk for v in row))
             conn.exec_driver_sql(
                 "UPDATE log_streams SET first_event_ms = min(coalesce(first_event_ms, ?), ?), "
-                "last_event_ms = max(coalesce(last_event_ms, ?), ?), last_ingestion_ms = ? WHERE id = ?",
-                [(lo, lo, hi, hi, now, sid) for sid, (lo, hi) in ranges.items()],
+                "last_event_ms = max(coalesce(last_event_ms, ?), ?), last_ingestion_ms = ?, "
+                "stored_bytes = stored_bytes + ? WHERE id = ?",
+                [(lo, lo, hi, hi, now, size, sid) for sid, (lo, hi, size) in ranges.items()],
             )
+            cap = self.limits.max_group_bytes
+            if cap > 0:
+                for group, added in groups.items():
+                    self._enforce_cap(conn, group, added, cap)
+
+    def _enforce_cap(self, conn: Connection, group: str, added: int, cap: int) -> None:
+        total = self._group_bytes.get(group)
+        total = logmaint.group_bytes(conn, group) if total is None else total + added
+        if total > cap:
+            # Down to 90%: a full group is trimmed once per tenth of its size, not on every flush.
+            freed, count = logmaint.trim_oldest(conn, group, total - cap * 9 // 10)
+            total -= freed
+            self.trimmed_events += count
+        self._group_bytes[group] = total
+
+    # ---- compatibility reads (tests, tools) ----------------------------------------------------
 
     async def events(self, group: str, stream: str | None = None) -> list[StoredLogEvent]:
         """Events of a group (or one stream) in time order; flushes first so callers see their writes."""
-        await self.flush()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, group, stream)
+        return await self.read(lambda conn: _read_all(conn, group, stream))
 
-    def _read(self, group: str, stream: str | None) -> list[StoredLogEvent]:
-        q = (
-            select(log_streams.c.group_name, log_streams.c.name, log_events)
-            .join(log_streams, log_streams.c.id == log_events.c.stream_id)
-            .where(log_streams.c.group_name == group)
-        )
-        if stream is not None:
-            q = q.where(log_streams.c.name == stream)
-        with self._engine.connect() as conn:
-            rows = conn.execute(q.order_by(log_events.c.timestamp_ms, text("log_events.rowid"))).all()
-        return [StoredLogEvent(r.group_name, r.name, r.timestamp_ms, r.ingestion_ms, r.message) for r in rows]
+
+def _read_all(conn: Connection, group: str, stream: str | None) -> list[StoredLogEvent]:
+    q = (
+        select(log_streams.c.group_name, log_streams.c.name, log_events)
+        .join(log_streams, log_streams.c.id == log_events.c.stream_id)
+        .where(log_streams.c.group_name == group)
+    )
+    if stream is not None:
+        q = q.where(log_streams.c.name == stream)
+    rows = conn.execute(q.order_by(log_events.c.timestamp_ms, text("log_events.rowid"))).all()
+    return [StoredLogEvent(r.group_name, r.name, r.timestamp_ms, r.ingestion_ms, r.message) for r in rows]
