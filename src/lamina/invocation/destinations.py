@@ -206,7 +206,7 @@ class RemoteTargets:
         self._clients: dict[tuple[str, str], Any] = {}
         self._queue_urls: dict[str, str] = {}
 
-    def _client(self, service: str, region: str) -> Any:
+    def client(self, service: str, region: str) -> Any:
         with self._lock:
             client = self._clients.get((service, region))
             if client is None:
@@ -239,7 +239,7 @@ class RemoteTargets:
         region = _region(arn) or delivery.data.get("region") or _region(function_arn) or "us-east-1"
         attributes = _message_attributes(delivery.data.get("attributes") or {})
         if service == "sqs":
-            sqs = self._client("sqs", region)
+            sqs = self.client("sqs", region)
             url = self._queue_urls.get(arn)
             if url is None:
                 account, name = arn.split(":")[4], arn.split(":")[5]
@@ -247,7 +247,7 @@ class RemoteTargets:
                 self._queue_urls[arn] = url
             sqs.send_message(QueueUrl=url, MessageBody=delivery.body, MessageAttributes=attributes)
         elif service == "sns":
-            sns = self._client("sns", region)
+            sns = self.client("sns", region)
             sns.publish(TopicArn=arn, Message=delivery.body, MessageAttributes=attributes)
         elif service == "events":
             entry = {
@@ -258,14 +258,14 @@ class RemoteTargets:
                 # AWS: "the function and destination ARNs" (the bus first, as AWS's events have it).
                 "Resources": [arn, function_arn] if function_arn else [arn],
             }
-            out = self._client("events", region).put_events(Entries=[entry])
+            out = self.client("events", region).put_events(Entries=[entry])
             if out.get("FailedEntryCount"):
                 failed = out["Entries"][0]
                 raise DeliveryFailed(f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}")
         elif service == "s3" and delivery.data.get("kind") == "record":
             function_name = function_arn.split(":")[6] if function_arn.count(":") >= 6 else "unknown"
             key = delivery.data.get("s3_key") or s3_key(function_name, time.time())
-            self._client("s3", region).put_object(
+            self.client("s3", region).put_object(
                 Bucket=_resource(arn),
                 Key=key,
                 Body=delivery.body.encode(),
