@@ -166,7 +166,11 @@ class Platform:
         await self.invocations.queue.start()
         await self.destinations.start()
         self.mappings = EsmService(
-            functions=self.functions, store=self.store, invoke=self._invoke_for_source, client=remote.client
+            functions=self.functions,
+            store=self.store,
+            invoke=self._invoke_for_source,
+            client=remote.client,
+            deliver=self.destinations.submit,
         )
         await self.mappings.load()  # enabled mappings start polling
         self.functions.on_drop.append(self.mappings.forget)

@@ -1,1 +1,1 @@
-"""Event sources: mappings (``mappings``), their pollers (``sqs``), and the pattern language (``patterns``)."""
+"""Event sources: mappings (``mappings``), their pollers (``sqs``, ``streams``), the pattern language."""

@@ -41,30 +41,102 @@ def _invalid(message: str) -> AwsError:
 
 
 def source_type(arn: str) -> str:
+    """ "sqs", "kinesis" or "dynamodb" (a table's stream ARN), else AWS's refusal."""
     m = _ARN.fullmatch(arn)
     if m is None:
         raise _invalid(f"Invalid event source ARN: {arn}")
     service = m.group("service")
-    if service == "sqs":
-        return "sqs"
-    if service in ("kinesis", "dynamodb"):
-        raise _invalid(
-            f"lamina does not poll {'Kinesis' if service == 'kinesis' else 'DynamoDB'} streams yet; "
-            "SQS queues are supported."
-        )
+    if service in ("sqs", "kinesis") or (service == "dynamodb" and "/stream/" in m.group("rest")):
+        return service
     raise _invalid("Unrecognized event source, must be kinesis, dynamodb stream or sqs queue.")
 
 
 def settings_for_create(source: str, params: dict[str, Any]) -> dict[str, Any]:
-    source_type(source)
-    return _sqs_settings(
-        {"BatchSize": 10, "MaximumBatchingWindowInSeconds": 0, "FunctionResponseTypes": []}, params
-    )
+    kind = source_type(source)
+    if kind == "sqs":
+        defaults = {"BatchSize": 10, "MaximumBatchingWindowInSeconds": 0, "FunctionResponseTypes": []}
+        return _sqs_settings(defaults, params)
+    if not params.get("StartingPosition"):
+        raise AwsError(
+            "ValidationException",
+            "1 validation error detected: Value null at 'startingPosition' failed to satisfy constraint: "
+            "Member must not be null",
+        )
+    return _stream_settings(kind, dict(STREAM_DEFAULTS), params, creating=True)
 
 
 def settings_for_update(source: str, current: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    source_type(source)
-    return _sqs_settings(dict(current), params)
+    kind = source_type(source)
+    if kind == "sqs":
+        return _sqs_settings(dict(current), params)
+    return _stream_settings(kind, dict(current), params, creating=False)
+
+
+STREAM_DEFAULTS: dict[str, Any] = {
+    "BatchSize": 100,
+    "MaximumBatchingWindowInSeconds": 0,
+    "ParallelizationFactor": 1,
+    "DestinationConfig": {"OnFailure": {}},
+    "MaximumRecordAgeInSeconds": -1,
+    "BisectBatchOnFunctionError": False,
+    "MaximumRetryAttempts": -1,
+    "TumblingWindowInSeconds": 0,
+    "FunctionResponseTypes": [],
+}
+_STREAM_SETTINGS = (*STREAM_DEFAULTS, "FilterCriteria")
+_START_ONLY = ("StartingPosition", "StartingPositionTimestamp")
+
+
+def _stream_settings(
+    kind: str, settings: dict[str, Any], params: dict[str, Any], *, creating: bool
+) -> dict[str, Any]:
+    if params.get("ScalingConfig"):
+        raise _invalid("Unsupported ScalingConfig parameter for given event source type.")
+    for member in _STREAM_SETTINGS + (_START_ONLY if creating else ()):
+        if params.get(member) is not None:
+            settings[member] = params[member]
+    stamp = settings.get("StartingPositionTimestamp")
+    if stamp is not None and hasattr(stamp, "timestamp"):  # stored as JSON: epoch seconds
+        settings["StartingPositionTimestamp"] = stamp.timestamp()
+    if settings.get("StartingPosition") == "AT_TIMESTAMP" and (
+        kind != "kinesis" or settings.get("StartingPositionTimestamp") is None
+    ):
+        raise _invalid(
+            "StartingPositionTimestamp must be set for AT_TIMESTAMP, which only Kinesis streams take."
+        )
+    _bounded(settings, "BatchSize", 1, 10_000)
+    _bounded(settings, "MaximumBatchingWindowInSeconds", 0, 300)
+    _bounded(settings, "ParallelizationFactor", 1, 10)
+    _bounded(settings, "MaximumRetryAttempts", -1, 10_000)
+    _bounded(settings, "TumblingWindowInSeconds", 0, 900)
+    age = settings["MaximumRecordAgeInSeconds"]
+    if age != -1 and not 60 <= age <= 604_800:
+        raise _invalid("MaximumRecordAgeInSeconds must be -1 or between 60 and 604800.")
+    destinations = settings.get("DestinationConfig") or {}
+    target = (destinations.get("OnFailure") or {}).get("Destination")
+    if target and target.split(":")[2:3] not in (["sqs"], ["sns"], ["s3"]):
+        raise _invalid(
+            "The OnFailure destination of a stream must be an SQS queue, an SNS topic or an S3 bucket."
+        )
+    if destinations.get("OnSuccess"):
+        raise _invalid(
+            "OnSuccess is not supported in CreateEventSourceMapping or UpdateEventSourceMapping requests."
+        )
+    _response_types(settings)
+    if settings.get("FilterCriteria") is not None:
+        compile_filters(settings["FilterCriteria"])
+    return settings
+
+
+def _bounded(settings: dict[str, Any], member: str, low: int, high: int) -> None:
+    if not low <= settings[member] <= high:
+        raise _invalid(f"{member} must be between {low} and {high}.")
+
+
+def _response_types(settings: dict[str, Any]) -> None:
+    for kind in settings.get("FunctionResponseTypes") or []:
+        if kind != "ReportBatchItemFailures":
+            raise _invalid(f"Unsupported FunctionResponseType: {kind}")
 
 
 def _sqs_settings(settings: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -83,9 +155,7 @@ def _sqs_settings(settings: dict[str, Any], params: dict[str, Any]) -> dict[str,
         )
     if not 0 <= window <= 300:
         raise _invalid("MaximumBatchingWindowInSeconds must be between 0 and 300.")
-    for kind in settings.get("FunctionResponseTypes") or []:
-        if kind != "ReportBatchItemFailures":
-            raise _invalid(f"Unsupported FunctionResponseType: {kind}")
+    _response_types(settings)
     scaling = settings.get("ScalingConfig")
     if scaling:
         most = scaling.get("MaximumConcurrency")

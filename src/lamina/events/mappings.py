@@ -7,8 +7,8 @@ GetEventSourceMapping, as on AWS.  Mappings are stored, so they survive restarts
 polling at start.  A mapping belongs to its function: deleting the function (or the alias it
 names) deletes its mappings.
 
-Sources: SQS queues (``lamina.events.sqs``).  Kinesis and DynamoDB streams are refused with a
-clear error until their pollers exist.
+Sources: SQS queues (``lamina.events.sqs``), Kinesis and DynamoDB streams (``lamina.events.streams``;
+their per-shard checkpoints are stored with the mapping).
 
 Concurrency invariant: event loop only; writes change memory after the store committed.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import time
 import uuid
@@ -31,8 +32,11 @@ from lamina.errors import AwsError
 from lamina.events import esm_rules
 from lamina.events.patterns import Matcher
 from lamina.events.sqs import SqsPoller
+from lamina.events.stream_sources import StreamSource
+from lamina.events.streams import StreamPoller, discard_record
 from lamina.functions.arns import parse_function_ref, resolve_qualifier
 from lamina.functions.service import FunctionService
+from lamina.store.deliveries import Delivery
 from lamina.store.esm import MappingRow
 from lamina.store.metadata import MetadataStore
 
@@ -91,7 +95,9 @@ class EsmService:
         store: MetadataStore,
         invoke: Invoke,
         client: Callable[[str, str], Any],
+        deliver: Callable[[list[Delivery]], Awaitable[None]],
     ) -> None:
+        self._deliver = deliver  # the destinations outbox: OnFailure records of discarded batches
         self._functions = functions
         self._store = store
         self._invoke = invoke
@@ -259,7 +265,10 @@ class EsmService:
     async def _settle_now(self, mapping: Mapping, to: EsmState) -> None:
         await self._stop(mapping)
         if to is EsmState.ENABLED:
-            self._start(mapping)
+            if esm_rules.source_type(mapping.row.event_source_arn) == "sqs":
+                self._start(mapping)
+            else:
+                await self._start_stream(mapping)
         if mapping.state is not EsmState.DELETING and mapping.row.uuid in self._mappings:
             mapping.transition(to)
 
@@ -287,6 +296,62 @@ class EsmService:
             )
             mapping.tasks.append(asyncio.get_running_loop().create_task(poller.run(), name=f"esm-{row.uuid}"))
 
+    async def _start_stream(self, mapping: Mapping) -> None:
+        row = mapping.row
+        kind = esm_rules.source_type(row.event_source_arn)
+        region = row.event_source_arn.split(":")[3]
+        client = self._client("kinesis" if kind == "kinesis" else "dynamodbstreams", region)
+        checkpoints = await self._store.call(self._store.load_checkpoints, row.uuid)
+        fv = self._functions.resolve(row.region, row.function_arn)
+
+        def on_result(text: str) -> None:
+            mapping.last_result = text
+
+        async def invoke(payload: bytes) -> tuple[str | None, bytes]:
+            return await self._invoke(row.region, row.function_arn, payload)
+
+        async def save(shard_id: str, sequence: str) -> None:
+            await self._store.call(self._store.put_checkpoint, row.uuid, shard_id, sequence)
+
+        source = StreamSource(kind, row.event_source_arn, client)
+
+        async def discard(
+            shard_id: str, condition: str, raws: list[dict[str, Any]], tries: int, error: str | None
+        ) -> None:
+            key, info = source.batch_info(shard_id, raws)
+            log.warning(
+                "stream batch discarded",
+                extra={"mapping": row.uuid, "shard": shard_id, "condition": condition, "records": len(raws)},
+            )
+            target = ((row.data.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+            if target:
+                record = discard_record(
+                    function_arn=row.function_arn,
+                    condition=condition,
+                    tries=tries,
+                    error=error,
+                    batch_key=key,
+                    batch_info=info,
+                )
+                data = {"kind": "record", "function_arn": row.function_arn, "region": row.region}
+                await self._deliver(
+                    [Delivery(record["requestContext"]["requestId"], target, json.dumps(record), data)]
+                )
+
+        poller = StreamPoller(
+            source=source,
+            settings=row.data,
+            checkpoints=checkpoints,
+            run_blocking=self._run_blocking,
+            invoke=invoke,
+            save=save,
+            discard=discard,
+            on_result=on_result,
+            role=fv.role,
+            filters=mapping.filters,
+        )
+        mapping.tasks.append(asyncio.get_running_loop().create_task(poller.run(), name=f"esm-{row.uuid}"))
+
     async def _stop(self, mapping: Mapping) -> None:
         tasks, mapping.tasks = mapping.tasks, []
         for task in tasks:
@@ -295,8 +360,8 @@ class EsmService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _run_blocking(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, **kwargs))
+    async def _run_blocking(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
     # -- lookups --------------------------------------------------------------------------------
     def _function(self, region: str, ident: str) -> tuple[str, str]:

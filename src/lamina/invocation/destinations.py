@@ -290,7 +290,10 @@ class DeliveryOutbox:
         self, event: QueuedEvent, condition: FinalCondition, policy: RetryPolicy, result: FinalResult
     ) -> None:
         log_final(event, condition)
-        items = plan(event, condition, policy, result, time.time())
+        await self.submit(plan(event, condition, policy, result, time.time()))
+
+    async def submit(self, items: list[Delivery]) -> None:
+        """Commit deliveries to the outbox (they are delivered, and retried, from there)."""
         if items:
             await self._store.call(self._store.add_deliveries, items, time.time())
             self._wake.set()

@@ -29,6 +29,18 @@ event_source_mappings = Table(
 )
 
 
+# Where each shard of a stream mapping is: the last sequence number handed to the function and
+# settled (succeeded or discarded); END once a closed shard is finished (its children may start).
+esm_checkpoints = Table(
+    "esm_checkpoints",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("shard_id", String(128), primary_key=True),
+    Column("sequence_number", String(128), nullable=False),
+)
+SHARD_END = "END"
+
+
 @dataclass(frozen=True, slots=True)
 class MappingRow:
     uuid: str
@@ -81,3 +93,17 @@ class EsmRows:
     def delete_mapping(self, uuid: str) -> None:
         with self._engine.begin() as conn:
             conn.execute(delete(event_source_mappings).where(event_source_mappings.c.uuid == uuid))
+            conn.execute(delete(esm_checkpoints).where(esm_checkpoints.c.uuid == uuid))
+
+    def load_checkpoints(self, uuid: str) -> dict[str, str]:
+        t = esm_checkpoints
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.c.shard_id, t.c.sequence_number).where(t.c.uuid == uuid)).all()
+        return {r.shard_id: r.sequence_number for r in rows}
+
+    def put_checkpoint(self, uuid: str, shard_id: str, sequence_number: str) -> None:
+        t = esm_checkpoints
+        where = (t.c.uuid == uuid) & (t.c.shard_id == shard_id)
+        with self._engine.begin() as conn:
+            if conn.execute(update(t).where(where).values(sequence_number=sequence_number)).rowcount == 0:
+                conn.execute(insert(t).values(uuid=uuid, shard_id=shard_id, sequence_number=sequence_number))
