@@ -27,14 +27,20 @@ _ENDPOINT_VARIABLES = {
     "sns": "AWS_ENDPOINT_URL_SNS",
     "events": "AWS_ENDPOINT_URL_EVENTS",
     "s3": "AWS_ENDPOINT_URL_S3",
+    "kinesis": "AWS_ENDPOINT_URL_KINESIS",
+    "dynamodbstreams": "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
 }
 
 
 def aws_endpoints(env: Mapping[str, str]) -> dict[str, str]:
-    """Destination endpoints: the service's own variable, else AWS_ENDPOINT_URL, else none (AWS)."""
+    """Endpoints of the services lamina calls (destinations, event sources): the service's own
+    variable, else AWS_ENDPOINT_URL, else none (AWS).  DynamoDB Streams also takes DynamoDB's own
+    variable: the compatible servers (moto, LocalStack, DynamoDB Local) serve both on one port."""
     out = {}
     for service, variable in _ENDPOINT_VARIABLES.items():
         url = env.get(variable) or env.get("AWS_ENDPOINT_URL")
+        if service == "dynamodbstreams":
+            url = env.get(variable) or env.get("AWS_ENDPOINT_URL_DYNAMODB") or env.get("AWS_ENDPOINT_URL")
         if url:
             out[service] = url
     return out

@@ -11,6 +11,7 @@ from typing import IO
 
 from lamina.api import aliases as aliases_api
 from lamina.api import concurrency as concurrency_api
+from lamina.api import esm as esm_api
 from lamina.api import event_invoke_config as event_invoke_api
 from lamina.api import functions as functions_api
 from lamina.api import invoke as invoke_api
@@ -24,7 +25,9 @@ from lamina.api.logs import LogsService
 from lamina.auth.credentials import Credentials, load_or_create, usage_text
 from lamina.auth.sigv4 import SigV4Verifier
 from lamina.config import Settings
+from lamina.events.mappings import EsmService
 from lamina.execution.engine import PythonEngine
+from lamina.execution.types import InvocationInput
 from lamina.functions.aliases import AliasService
 from lamina.functions.codestore import CodeStore
 from lamina.functions.concurrency import ConcurrencyService
@@ -141,10 +144,11 @@ class Platform:
         if self.tracer is not None:
             self.tracer.start()
         # Records to lamina functions go back into the async queue (late-bound: it is built next).
+        remote = RemoteTargets(s.aws_endpoints)
         self.destinations = DeliveryOutbox(
             self.store,
             lambda arn, payload: self.invocations.enqueue_arn(arn, payload),
-            RemoteTargets(s.aws_endpoints),
+            remote,
             self.metrics.registry,
         )
         self.invocations = InvocationService(
@@ -180,6 +184,16 @@ class Platform:
         aliases.watcher = provisioned
         await self.invocations.queue.start()
         await self.destinations.start()
+        self.mappings = EsmService(
+            functions=self.functions,
+            store=self.store,
+            invoke=self._invoke_for_source,
+            client=remote.client,
+            deliver=self.destinations.submit,
+            metrics=self.metrics.registry,
+        )
+        await self.mappings.load()  # enabled mappings start polling
+        self.functions.on_drop.append(self.mappings.forget)
         self.handlers = {
             **functions_api.handlers(self.functions, versions, concurrency),
             **concurrency_api.handlers(concurrency, self.functions),
@@ -191,6 +205,7 @@ class Platform:
             **invoke_api.handlers(self.functions, self.invocations, self.ids),
             **layers_api.handlers(self.layers, self.functions.blob_location),
             **tags_api.handlers(TagService(functions=self.functions, store=self.store)),
+            **esm_api.handlers(self.mappings),
         }
         self._started = True
         log.info(
@@ -201,6 +216,21 @@ class Platform:
                 "runtimes": sorted(self.engine.available_runtimes()),
             },
         )
+
+    async def _invoke_for_source(
+        self, region: str, function_arn: str, payload: bytes
+    ) -> tuple[str | None, bytes]:
+        """A synchronous invoke of a batch from an event source; (function error, response)."""
+        fv = self.functions.resolve(region, function_arn, routed=True)
+        inv = InvocationInput(
+            request_id=self.ids.request_id(),
+            payload=payload,
+            invoked_function_arn=function_arn,
+            trace_id=self.ids.trace_id(),
+            trace_generated=True,
+        )
+        result = await self.invocations.invoke(fv, inv)
+        return result.function_error, result.payload
 
     async def _on_function_change(self, function_arn: str) -> None:
         await self.invocations.retire(function_arn)
@@ -214,6 +244,7 @@ class Platform:
         if not self._started:
             return
         self._started = False
+        await self.mappings.close()
         await self.destinations.close()
         if self.tracer is not None:
             await self.tracer.close()

@@ -564,6 +564,11 @@ def format_table(functions: Sequence[Mapping[str, Any]]) -> str:
         )
         for fn in sorted(functions, key=lambda fn: str(fn.get("FunctionName", "")))
     ]
+    return render_table(headers, rows)
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, a header line first."""
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -663,8 +668,9 @@ def register_client_commands(group: click.Group) -> None:
     from lamina.cli.events import events  # it imports this module
     from lamina.cli.logs import logs  # it imports this module
     from lamina.cli.runtimes import runtimes
+    from lamina.cli.sources import sources
     from lamina.cli.versions import register_version_commands  # it imports this module
 
-    for command in (deploy, invoke, ls, rm, credentials, runtimes, events, logs):
+    for command in (deploy, invoke, ls, rm, credentials, runtimes, events, logs, sources):
         group.add_command(command)
     register_version_commands(group)

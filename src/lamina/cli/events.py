@@ -27,6 +27,7 @@ from lamina.cli.client import (
     Connection,
     ResolvedCredentials,
     connection_options,
+    render_table,
     require_credentials,
 )
 
@@ -96,12 +97,7 @@ def format_events(view: Mapping[str, Any], now: float) -> str:
     if not rows:
         return summary
     headers = ("REQUEST ID", "STATE", "ATTEMPTS", "AGE", "NEXT ATTEMPT / REASON")
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    table = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    ]
-    return "\n".join([*table, summary])
+    return render_table(headers, rows) + "\n" + summary
 
 
 @click.command()

@@ -207,7 +207,7 @@ class RemoteTargets:
         self._clients: dict[tuple[str, str], Any] = {}
         self._queue_urls: dict[str, str] = {}
 
-    def _client(self, service: str, region: str) -> Any:
+    def client(self, service: str, region: str) -> Any:
         with self._lock:
             client = self._clients.get((service, region))
             if client is None:
@@ -240,7 +240,7 @@ class RemoteTargets:
         region = _region(arn) or delivery.data.get("region") or _region(function_arn) or "us-east-1"
         attributes = _message_attributes(delivery.data.get("attributes") or {})
         if service == "sqs":
-            sqs = self._client("sqs", region)
+            sqs = self.client("sqs", region)
             url = self._queue_urls.get(arn)
             if url is None:
                 account, name = arn.split(":")[4], arn.split(":")[5]
@@ -248,7 +248,7 @@ class RemoteTargets:
                 self._queue_urls[arn] = url
             sqs.send_message(QueueUrl=url, MessageBody=delivery.body, MessageAttributes=attributes)
         elif service == "sns":
-            sns = self._client("sns", region)
+            sns = self.client("sns", region)
             sns.publish(TopicArn=arn, Message=delivery.body, MessageAttributes=attributes)
         elif service == "events":
             entry = {
@@ -259,14 +259,14 @@ class RemoteTargets:
                 # AWS: "the function and destination ARNs" (the bus first, as AWS's events have it).
                 "Resources": [arn, function_arn] if function_arn else [arn],
             }
-            out = self._client("events", region).put_events(Entries=[entry])
+            out = self.client("events", region).put_events(Entries=[entry])
             if out.get("FailedEntryCount"):
                 failed = out["Entries"][0]
                 raise DeliveryFailed(f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}")
         elif service == "s3" and delivery.data.get("kind") == "record":
             function_name = function_arn.split(":")[6] if function_arn.count(":") >= 6 else "unknown"
             key = delivery.data.get("s3_key") or s3_key(function_name, time.time())
-            self._client("s3", region).put_object(
+            self.client("s3", region).put_object(
                 Bucket=_resource(arn),
                 Key=key,
                 Body=delivery.body.encode(),
@@ -298,7 +298,10 @@ class DeliveryOutbox:
         self, event: QueuedEvent, condition: FinalCondition, policy: RetryPolicy, result: FinalResult
     ) -> None:
         log_final(event, condition)
-        items = plan(event, condition, policy, result, time.time())
+        await self.submit(plan(event, condition, policy, result, time.time()))
+
+    async def submit(self, items: list[Delivery]) -> None:
+        """Commit deliveries to the outbox (they are delivered, and retried, from there)."""
         if items:
             await self._store.call(self._store.add_deliveries, items, time.time())
             self._wake.set()

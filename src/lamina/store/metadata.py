@@ -19,6 +19,7 @@ from lamina.model.function import FunctionVersion
 from lamina.store.concurrency import ConcurrencyRows, function_concurrency
 from lamina.store.db import async_events, function_versions, functions
 from lamina.store.deliveries import DeliveryRows
+from lamina.store.esm import EsmRows
 from lamina.store.event_invoke import EventInvokeRows
 from lamina.store.failed_events import FailedEventRows
 from lamina.store.policy import PolicyRows
@@ -67,7 +68,14 @@ _ENQUEUE_SQL = "INSERT INTO {} ({}, state, attempts) VALUES ({}, 'queued', 0)".f
 
 
 class MetadataStore(
-    VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, EventInvokeRows, DeliveryRows, FailedEventRows
+    VersionRows,
+    PolicyRows,
+    ConcurrencyRows,
+    ProvisionedRows,
+    EventInvokeRows,
+    DeliveryRows,
+    FailedEventRows,
+    EsmRows,
 ):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine

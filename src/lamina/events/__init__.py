@@ -1,0 +1,1 @@
+"""Event sources: mappings (``mappings``), their pollers (``sqs``, ``streams``), the pattern language."""
