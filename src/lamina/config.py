@@ -13,6 +13,20 @@ from pathlib import Path
 from lamina.telemetry.tracing import TracingSettings
 
 
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """``LAMINA_URL_PORTS``: ``first-last`` (inclusive), e.g. "9100-9199"; empty: any free port."""
+    if not text.strip():
+        return None
+    first, sep, last = text.partition("-")
+    try:
+        lo, hi = int(first), int(last if sep else first)
+    except ValueError:
+        raise ValueError(f"function URL ports must be 'first-last', got {text!r}") from None
+    if not 0 < lo <= hi < 65536:
+        raise ValueError(f"function URL ports must be 'first-last' within 1-65535, got {text!r}")
+    return lo, hi
+
+
 def parse_delays(text: str) -> tuple[float, ...]:
     """``LAMINA_ASYNC_RETRY_DELAYS``: comma-separated seconds, e.g. "60,120"."""
     delays = tuple(float(part) for part in text.split(",") if part.strip())
@@ -73,6 +87,17 @@ class Settings:
     aws_endpoints: Mapping[str, str] = field(default_factory=dict)
     # OpenTelemetry export of invoke spans (OTEL_EXPORTER_OTLP_* variables); None: off.
     tracing: TracingSettings | None = None
+    # Function URLs (docs/urls.md): the host their URLs name (LAMINA_URL_HOST; default the
+    # --host, 127.0.0.1 for a wildcard address) and the ports they may take (LAMINA_URL_PORTS,
+    # "first-last"; default any free port).
+    url_host: str | None = None
+    url_ports: tuple[int, int] | None = None
+
+    @property
+    def function_url_host(self) -> str:
+        if self.url_host:
+            return self.url_host
+        return "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
 
     @property
     def db_path(self) -> Path:
@@ -111,6 +136,8 @@ class Settings:
             "preload": tuple(n.strip() for n in e.get("LAMINA_PRELOAD", "").split(",") if n.strip()),
             "preload_paths": tuple(Path(p) for p in e.get("LAMINA_PRELOAD_PATH", "").split(os.pathsep) if p),
             "async_retry_delays": parse_delays(e.get("LAMINA_ASYNC_RETRY_DELAYS", "60,120")),
+            "url_host": e.get("LAMINA_URL_HOST") or None,
+            "url_ports": parse_port_range(e.get("LAMINA_URL_PORTS", "")),
         }
         values["aws_endpoints"] = aws_endpoints(e)
         values["tracing"] = TracingSettings.from_env(e)

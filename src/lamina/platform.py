@@ -18,6 +18,7 @@ from lamina.api import layers as layers_api
 from lamina.api import policy as policy_api
 from lamina.api import provisioned as provisioned_api
 from lamina.api import tags as tags_api
+from lamina.api import urls as urls_api
 from lamina.api import versions as versions_api
 from lamina.auth.credentials import Credentials, load_or_create, usage_text
 from lamina.auth.sigv4 import SigV4Verifier
@@ -44,6 +45,10 @@ from lamina.store.metadata import MetadataStore
 from lamina.telemetry.logstore import LogStore
 from lamina.telemetry.tracing import SpanExporter
 from lamina.types import Handler
+from lamina.urls.front import UrlDeps, UrlFront
+from lamina.urls.listeners import UrlServers
+from lamina.urls.service import FunctionUrlService, UrlKey
+from lamina.web.connection import FrontApp
 
 log = logging.getLogger("lamina.platform")
 
@@ -161,6 +166,23 @@ class Platform:
         aliases.watcher = provisioned
         await self.invocations.queue.start()
         await self.destinations.start()
+        self.url_servers = UrlServers(self._url_app, host=s.host, ports=s.url_ports)
+        self.urls = FunctionUrlService(
+            functions=self.functions,
+            store=self.store,
+            listeners=self.url_servers,
+            url_host=s.function_url_host,
+        )
+        self._url_deps = UrlDeps(
+            urls=self.urls,
+            functions=self.functions,
+            invocations=self.invocations,
+            policies=self.policies,
+            verifier=self.verifier,
+            ids=self.ids,
+        )
+        await self.urls.load()  # every stored URL listens again, on its stored port
+        self.functions.on_drop.append(self.urls.forget)
         self.handlers = {
             **functions_api.handlers(self.functions, versions, concurrency),
             **concurrency_api.handlers(concurrency, self.functions),
@@ -172,6 +194,7 @@ class Platform:
             **invoke_api.handlers(self.functions, self.invocations, self.ids),
             **layers_api.handlers(self.layers, self.functions.blob_location),
             **tags_api.handlers(TagService(functions=self.functions, store=self.store)),
+            **urls_api.handlers(self.urls),
         }
         self._started = True
         log.info(
@@ -182,6 +205,14 @@ class Platform:
                 "runtimes": sorted(self.engine.available_runtimes()),
             },
         )
+
+    def _url_app(self, key: UrlKey) -> FrontApp:
+        return UrlFront(self._url_deps, key)
+
+    async def drain_urls(self, grace_s: float) -> None:
+        """Shutdown: the function URLs stop accepting and finish what they have in hand."""
+        if self._started:
+            await self.url_servers.drain(grace_s, self.stop_environments)
 
     async def _on_function_change(self, function_arn: str) -> None:
         await self.invocations.retire(function_arn)
@@ -195,6 +226,7 @@ class Platform:
         if not self._started:
             return
         self._started = False
+        await self.url_servers.drain(0.0, self.engine.close)  # none left after a normal shutdown
         await self.destinations.close()
         if self.tracer is not None:
             await self.tracer.close()

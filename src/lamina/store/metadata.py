@@ -23,6 +23,7 @@ from lamina.store.event_invoke import EventInvokeRows
 from lamina.store.failed_events import FailedEventRows
 from lamina.store.policy import PolicyRows
 from lamina.store.provisioned import ProvisionedRows
+from lamina.store.urls import UrlRows
 from lamina.store.versions import VersionRows
 
 T = TypeVar("T")
@@ -66,7 +67,14 @@ _ENQUEUE_SQL = "INSERT INTO {} ({}, state, attempts) VALUES ({}, 'queued', 0)".f
 
 
 class MetadataStore(
-    VersionRows, PolicyRows, ConcurrencyRows, ProvisionedRows, EventInvokeRows, DeliveryRows, FailedEventRows
+    VersionRows,
+    PolicyRows,
+    ConcurrencyRows,
+    ProvisionedRows,
+    EventInvokeRows,
+    DeliveryRows,
+    FailedEventRows,
+    UrlRows,
 ):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
