@@ -3,8 +3,10 @@ curl (httpx is not installed here), with auth, payload 2.0, the inferred respons
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -228,8 +230,6 @@ def test_binary_round_trip(echo_url: tuple[str, str]) -> None:
     status, _, body = http("POST", url, data, {"content-type": "application/octet-stream"})
     event = json.loads(body)["event"]
     assert event["isBase64Encoded"] is True
-    import base64
-
     assert base64.b64decode(event["body"]) == data
     status, headers, body = http("GET", url + "?mode=binary")
     assert (status, headers["content-type"], body) == (200, "application/octet-stream", bytes(range(256)))
@@ -291,8 +291,33 @@ def test_url_survives_restart(tmp_path: Path) -> None:
         srv.start()
         assert lam.get_function_url_config(FunctionName=name)["FunctionUrl"] == url
         assert http("GET", url + "?mode=dict")[:3:2] == (200, b'{"message": "hi"}')
+        srv.stop()
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        with socket.socket() as squatter:  # the stored port is taken at the next start
+            squatter.bind(("127.0.0.1", port))
+            srv.start()
+            moved = lam.get_function_url_config(FunctionName=name)["FunctionUrl"]
+            assert moved != url and http("GET", moved + "?mode=dict")[0] == 200
+            assert "function URL port taken" in srv.logs_text()
         lam.delete_function(FunctionName=name)  # takes the URL (and its port) with it
         with pytest.raises(OSError):
-            urllib.request.urlopen(url, timeout=5)
+            urllib.request.urlopen(moved, timeout=5)
     finally:
         srv.stop()
+
+
+def test_throttle_and_payload_limits(lam: Any, echo_url: tuple[str, str]) -> None:
+    name, url = echo_url
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:  # refused at its head
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6291457\r\n\r\n")
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"x-amzn-errortype: RequestTooLargeException" in answer
+    # within 6 MB as sent, over it once base64-encoded into the event
+    status, _, _ = http(
+        "POST", url, b"\x00" * (5 * 1024 * 1024), {"content-type": "application/octet-stream"}
+    )
+    assert status == 413
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    status, headers, _ = http("GET", url)
+    assert status == 429 and headers["x-amzn-ErrorType"] == "TooManyRequestsException"
