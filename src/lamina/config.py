@@ -92,6 +92,9 @@ class Settings:
     # "first-last"; default any free port).
     url_host: str | None = None
     url_ports: tuple[int, int] | None = None
+    # LAMINA_URL_REQUIRE_INVOKE_FUNCTION=1: a URL call also needs lambda:InvokeFunction (granted
+    # with InvokedViaFunctionUrl), as AWS requires for new URLs since October 2025.
+    url_require_invoke_function: bool = False
 
     @property
     def function_url_host(self) -> str:
@@ -138,6 +141,7 @@ class Settings:
             "async_retry_delays": parse_delays(e.get("LAMINA_ASYNC_RETRY_DELAYS", "60,120")),
             "url_host": e.get("LAMINA_URL_HOST") or None,
             "url_ports": parse_port_range(e.get("LAMINA_URL_PORTS", "")),
+            "url_require_invoke_function": e.get("LAMINA_URL_REQUIRE_INVOKE_FUNCTION", "") in ("1", "true"),
         }
         values["aws_endpoints"] = aws_endpoints(e)
         values["tracing"] = TracingSettings.from_env(e)

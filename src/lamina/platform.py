@@ -180,6 +180,7 @@ class Platform:
             policies=self.policies,
             verifier=self.verifier,
             ids=self.ids,
+            require_invoke_function=s.url_require_invoke_function,
         )
         await self.urls.load()  # every stored URL listens again, on its stored port
         self.functions.on_drop.append(self.urls.forget)

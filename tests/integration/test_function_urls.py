@@ -294,7 +294,9 @@ def test_url_survives_restart(tmp_path: Path) -> None:
         srv.stop()
         port = int(url.rstrip("/").rsplit(":", 1)[1])
         with socket.socket() as squatter:  # the stored port is taken at the next start
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
             squatter.bind(("127.0.0.1", port))
+            squatter.listen()
             srv.start()
             moved = lam.get_function_url_config(FunctionName=name)["FunctionUrl"]
             assert moved != url and http("GET", moved + "?mode=dict")[0] == 200
@@ -321,3 +323,25 @@ def test_throttle_and_payload_limits(lam: Any, echo_url: tuple[str, str]) -> Non
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
     status, headers, _ = http("GET", url)
     assert status == 429 and headers["x-amzn-ErrorType"] == "TooManyRequestsException"
+
+
+def test_invoke_function_permission_when_required(tmp_path: Path) -> None:
+    """LAMINA_URL_REQUIRE_INVOKE_FUNCTION=1: AWS's rule since October 2025, both grants needed."""
+    srv = LaminaServer(tmp_path / "data", extra_env={"LAMINA_URL_REQUIRE_INVOKE_FUNCTION": "1"})
+    srv.start()
+    try:
+        lam = srv.client()
+        name = create_function(lam, ECHO)
+        url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+        public(lam, name)
+        assert http("GET", url + "?mode=dict")[0] == 403
+        lam.add_permission(
+            FunctionName=name,
+            StatementId="invoke",
+            Action="lambda:InvokeFunction",
+            Principal="*",
+            InvokedViaFunctionUrl=True,
+        )
+        assert http("GET", url + "?mode=dict")[0] == 200
+    finally:
+        srv.stop()

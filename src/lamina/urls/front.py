@@ -74,6 +74,8 @@ class UrlDeps:
     policies: PolicyService
     verifier: SigV4Verifier
     ids: IdFactory
+    # Also require lambda:InvokeFunction (AWS's rule for URLs created since October 2025).
+    require_invoke_function: bool = False
 
 
 class UrlFront:
@@ -158,15 +160,17 @@ class UrlFront:
                 "userArn": principal,
                 "userId": account,
             }
+        actions = (INVOKE_URL, "lambda:InvokeFunction") if d.require_invoke_function else (INVOKE_URL,)
         try:
-            d.policies.check_invoke(
-                region,
-                name,
-                qualifier,
-                principal=principal,
-                action=INVOKE_URL,
-                url_auth_type=config.auth_type,
-            )
+            for action in actions:
+                d.policies.check_invoke(
+                    region,
+                    name,
+                    qualifier,
+                    principal=principal,
+                    action=action,
+                    url_auth_type=config.auth_type,
+                )
         except AwsError:
             raise Refused(forbidden()) from None
         return iam
