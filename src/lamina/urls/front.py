@@ -23,7 +23,7 @@ from email.utils import formatdate
 from typing import Any
 
 from lamina.auth.sigv4 import SigV4Verifier
-from lamina.errors import AwsError
+from lamina.errors import AwsError, render_message
 from lamina.execution.types import InvocationInput
 from lamina.functions.service import FunctionService
 from lamina.ids import IdFactory
@@ -33,7 +33,7 @@ from lamina.policy.service import PolicyService
 from lamina.store.urls import UrlConfig
 from lamina.urls import cors
 from lamina.urls.event import EventSource, build_event
-from lamina.urls.reply import bad_gateway, function_reply, message_reply
+from lamina.urls.reply import bad_gateway, function_reply
 from lamina.urls.service import FunctionUrlService, UrlKey
 from lamina.web.connection import Reply, Request
 
@@ -53,14 +53,15 @@ class Refused(Exception):
 
 
 def forbidden() -> Reply:
-    return message_reply(403, "AccessDeniedException", FORBIDDEN)
+    return render_message(AwsError("AccessDeniedException", FORBIDDEN))
 
 
 def too_large_reply(limit: int) -> Reply:
-    return message_reply(
-        413,
-        "RequestTooLargeException",
-        f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+    return render_message(
+        AwsError(
+            "RequestTooLargeException",
+            f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+        )
     )
 
 
@@ -122,7 +123,7 @@ class UrlFront:
             return refused.reply
         except AwsError as err:
             if err.code == "TooManyRequestsException":
-                return message_reply(429, err.code, "Rate Exceeded.")
+                return render_message(AwsError(err.code, "Rate Exceeded."))
             log.warning("function URL invoke failed", extra={"error": err.code, "request_id": request_id})
             return bad_gateway()
         except asyncio.CancelledError:
@@ -146,7 +147,7 @@ class UrlFront:
             except AwsError as err:
                 if err.code == "MissingAuthenticationTokenException":
                     raise Refused(forbidden()) from None
-                raise Refused(message_reply(403, err.code, err.message)) from None
+                raise Refused(render_message(err, status=403)) from None
             if identity.service != "lambda" or identity.region != region:
                 raise Refused(forbidden())
             # lamina's credentials are the owner's (the account's root): no other identities exist.

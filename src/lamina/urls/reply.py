@@ -23,12 +23,6 @@ JSON_TYPE = (b"content-type", b"application/json")
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
 
-def message_reply(status: int, error_type: str, message: str) -> Reply:
-    """Lambda's own answers on a URL (403, 413, 429...): ``{"Message": ...}`` and the error type."""
-    body = json.dumps({"Message": message}, separators=(",", ":")).encode()
-    return status, [JSON_TYPE, (b"x-amzn-errortype", error_type.encode())], body
-
-
 def bad_gateway() -> Reply:
     """A function error or a response Lambda cannot map (AWS: 502 "Internal Server Error")."""
     return 502, [JSON_TYPE], b"Internal Server Error"
