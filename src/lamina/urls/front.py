@@ -56,6 +56,15 @@ def forbidden() -> Reply:
     return render_message(AwsError("AccessDeniedException", FORBIDDEN))
 
 
+def no_such_url() -> Reply:
+    """AWS's answer on a URL that does not exist (AWS-validated in LocalStack's tests)."""
+    return (
+        403,
+        [(b"content-type", b"application/json"), (b"x-amzn-errortype", b"AccessDeniedException")],
+        (b'{"Message":null}'),
+    )
+
+
 def too_large_reply(limit: int) -> Reply:
     return render_message(
         AwsError(
@@ -100,7 +109,7 @@ class UrlFront:
         trace_id = sent_trace.decode("latin-1") if sent_trace else d.ids.trace_id()
         config = d.urls.config(self._key)
         if config is None:  # deleted while this connection stayed open
-            reply = forbidden()
+            reply = no_such_url()
         elif config.cors is not None and cors.is_preflight(req.method, req.hmap):
             reply = cors.preflight(config.cors, req.hmap)
         else:
