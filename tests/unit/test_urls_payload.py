@@ -10,7 +10,7 @@ import pytest
 
 from lamina.config import Settings, parse_port_range
 from lamina.urls import cors
-from lamina.urls.event import EventSource, build_event, clf_time, domain_prefix, is_text
+from lamina.urls.event import EventSource, build_event, clf_time, domain_prefix, is_text, source_ip
 from lamina.urls.reply import function_reply
 from lamina.urls.service import new_url_id, wire_time
 from lamina.web.connection import Request
@@ -139,6 +139,7 @@ def test_body_text_or_base64(content_type: str, body: bytes, encoded: bool) -> N
 
 def test_helpers() -> None:
     assert clf_time(0) == "01/Jan/1970:00:00:00 +0000"
+    assert source_ip("::ffff:10.0.0.1") == "10.0.0.1" and source_ip("::1") == "::1"
     assert is_text("Application/JSON") and not is_text("image/png")
     assert domain_prefix("[::1]:80", "id") == "id" and domain_prefix("localhost:9000", "id") == "id"
     assert domain_prefix("fn.example.com", "id") == "fn"

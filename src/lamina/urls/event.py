@@ -71,6 +71,11 @@ def domain_prefix(host: str, url_id: str) -> str:
     return url_id
 
 
+def source_ip(peer: str) -> str:
+    """The client's address; an IPv4 client of a dual-stack listener as plain IPv4."""
+    return peer[7:] if peer.startswith("::ffff:") and "." in peer else peer
+
+
 def _headers(req: Request, src: EventSource) -> tuple[dict[str, str], list[str]]:
     headers: dict[str, str] = {}
     cookies: list[str] = []
@@ -84,7 +89,8 @@ def _headers(req: Request, src: EventSource) -> tuple[dict[str, str], list[str]]
         seen = headers.get(name)
         headers[name] = value if seen is None else f"{seen},{value}"
     forwarded = headers.get("x-forwarded-for")
-    headers["x-forwarded-for"] = f"{forwarded}, {req.peer}" if forwarded else req.peer
+    ip = source_ip(req.peer)
+    headers["x-forwarded-for"] = f"{forwarded}, {ip}" if forwarded else ip
     headers["x-forwarded-proto"] = "http"
     headers["x-forwarded-port"] = str(src.port)
     headers["x-amzn-trace-id"] = src.trace_id
@@ -108,7 +114,7 @@ def build_event(req: Request, src: EventSource, *, now: float) -> dict[str, Any]
         "method": req.method,
         "path": raw_path,
         "protocol": f"HTTP/{req.version}",
-        "sourceIp": req.peer,
+        "sourceIp": source_ip(req.peer),
         "userAgent": headers.get("user-agent", ""),
     }
     context: dict[str, Any] = {

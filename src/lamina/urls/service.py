@@ -161,14 +161,14 @@ class FunctionUrlService:
         return self._describe(config)
 
     def get(self, region: str, ident: str, qualifier: str | None) -> dict[str, Any]:
-        name, qual = self._name_and_qualifier(ident, qualifier)
+        name, qual = self._name_and_qualifier(ident, qualifier, NO_RESOURCE)
         config = self._configs.get((region, name, qual))
         if config is None:
             raise AwsError("ResourceNotFoundException", NO_RESOURCE)
         return self._describe(config)
 
     async def delete(self, region: str, ident: str, qualifier: str | None) -> None:
-        name, qual = self._name_and_qualifier(ident, qualifier)
+        name, qual = self._name_and_qualifier(ident, qualifier, NO_RESOURCE)
         key = (region, name, qual)
         async with self._functions.lock(region, name):
             if key not in self._configs:
@@ -200,13 +200,15 @@ class FunctionUrlService:
             await self._listeners.close(key)
 
     # -- internals ----------------------------------------------------------------------------
-    def _name_and_qualifier(self, ident: str, qualifier: str | None) -> tuple[str, str]:
+    def _name_and_qualifier(
+        self, ident: str, qualifier: str | None, missing: str = NO_FUNCTION
+    ) -> tuple[str, str]:
         ref = parse_function_ref(ident)
         qual = resolve_qualifier(ref, qualifier)
         if qual is not None and (qual == LATEST or qual.isdigit()):
             raise _bad_qualifier(qual)
         if not self._ours(ref.account):
-            raise AwsError("ResourceNotFoundException", NO_FUNCTION)
+            raise AwsError("ResourceNotFoundException", missing)
         return ref.name, qual or LATEST
 
     def _arn(self, config: UrlConfig) -> str:
