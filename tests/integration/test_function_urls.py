@@ -185,6 +185,10 @@ def test_auth_aws_iam(lam: Any) -> None:
         "userArn": f"arn:aws:iam::{ACCOUNT}:root",
         "userId": ACCOUNT,
     }
+    lam.update_function_url_config(FunctionName=name, Cors={"AllowOrigins": ["*"]})
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    status, answer, _ = http("OPTIONS", url + "x", headers=preflight)  # browsers cannot sign it
+    assert status == 403 and "access-control-allow-origin" not in answer
     headers["Authorization"] = headers["Authorization"][:-4] + "0000"
     status, _, body = http("POST", url + "x", b"{}", headers)
     assert status == 403 and b"signature" in body

@@ -1,11 +1,11 @@
 """The HTTP side of one function URL: the ``FrontApp`` its own port serves.
 
-Per request: the URL's current config (an update applies to the next request) -> a CORS preflight
-is answered here -> auth (AuthType NONE: the resource policy must grant
-``lambda:InvokeFunctionUrl`` to ``*`` for auth type NONE; AWS_IAM: a SigV4 signature for service
-``lambda`` in the URL's region, from a principal the policy allows -- lamina's own credentials are
-the owner's) -> the payload 2.0 event -> the sync invoke path -> the response Lambda infers ->
-CORS headers, ``x-amzn-RequestId`` and ``X-Amzn-Trace-Id``.
+Per request: the URL's current config (an update applies to the next request) -> auth (AuthType
+NONE: the resource policy must grant ``lambda:InvokeFunctionUrl`` to ``*`` for auth type NONE;
+AWS_IAM: a SigV4 signature for service ``lambda`` in the URL's region, from a principal the policy
+allows -- lamina's own credentials are the owner's) -> a CORS preflight is answered here, anything
+else becomes the payload 2.0 event -> the sync invoke path -> the response Lambda infers -> CORS
+headers; every answer gets ``x-amzn-RequestId`` and ``X-Amzn-Trace-Id``.
 
 Lambda's own refusals are ``{"Message": ...}`` bodies: 403 (AWS's current wording, with the
 troubleshooting link), 413 for a request over 6 MB, 429 for a throttle, 502 for a function error.
@@ -107,39 +107,39 @@ class UrlFront:
         request_id = d.ids.request_id()
         sent_trace = req.hmap.get(b"x-amzn-trace-id")
         trace_id = sent_trace.decode("latin-1") if sent_trace else d.ids.trace_id()
-        config = d.urls.config(self._key)
-        if config is None:  # deleted while this connection stayed open
-            reply = no_such_url()
-        elif config.cors is not None and cors.is_preflight(req.method, req.hmap):
-            reply = cors.preflight(config.cors, req.hmap)
-        else:
-            reply = cors.apply(
-                config.cors, req.hmap.get(b"origin"), await self._answer(req, config, request_id, trace_id)
-            )
-        status, headers, body = reply
+        status, headers, body = await self._answer(req, request_id, trace_id)
         headers.append((b"date", formatdate(usegmt=True).encode()))
         headers.append((b"x-amzn-requestid", request_id.encode()))
         headers.append((b"x-amzn-trace-id", trace_id.encode("latin-1")))
         return status, headers, body
 
-    async def _answer(self, req: Request, config: UrlConfig, request_id: str, trace_id: str) -> Reply:
+    async def _answer(self, req: Request, request_id: str, trace_id: str) -> Reply:
+        """Auth first -- a refusal carries no CORS headers, and an AWS_IAM URL refuses the
+        preflights browsers cannot sign -- then the preflight, or the function's answer."""
+        config = self._d.urls.config(self._key)
+        if config is None:  # deleted while this connection stayed open
+            return no_such_url()
         try:
             iam = self._authorize(req, config)
-            return await self._invoke(
-                req, config, request_id, trace_id, iam, generated=b"x-amzn-trace-id" not in req.hmap
-            )
         except Refused as refused:
             return refused.reply
+        if config.cors is not None and cors.is_preflight(req.method, req.hmap):
+            return cors.preflight(config.cors, req.hmap)
+        try:
+            generated = b"x-amzn-trace-id" not in req.hmap
+            reply = await self._invoke(req, config, request_id, trace_id, iam, generated=generated)
         except AwsError as err:
             if err.code == "TooManyRequestsException":
-                return render_message(AwsError(err.code, "Rate Exceeded."))
-            log.warning("function URL invoke failed", extra={"error": err.code, "request_id": request_id})
-            return bad_gateway()
+                reply = render_message(AwsError(err.code, "Rate Exceeded."))
+            else:
+                log.warning("function URL invoke failed", extra={"error": err.code, "request_id": request_id})
+                reply = bad_gateway()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("function URL request failed", extra={"request_id": request_id})
-            return bad_gateway()
+            reply = bad_gateway()
+        return cors.apply(config.cors, req.hmap.get(b"origin"), reply)
 
     def _authorize(self, req: Request, config: UrlConfig) -> dict[str, Any] | None:
         """None for AuthType NONE, else ``requestContext.authorizer.iam``; raises Refused."""
