@@ -79,7 +79,7 @@ class FunctionUrlService:
         self._functions = functions
         self._store = store
         self._listeners = listeners
-        self._url_host = url_host
+        self._url_host = f"[{url_host}]" if ":" in url_host else url_host  # an IPv6 literal
         self._configs: dict[UrlKey, UrlConfig] = {}
 
     async def load(self) -> None:
