@@ -67,6 +67,7 @@ class Platform:
         self.ids = IdFactory()
         self._lock_file: IO[str] | None = None
         self._started = False
+        self._stopping = asyncio.Lock()
 
     def prepare(self) -> tuple[Credentials, bool]:
         """Synchronous start-up steps that must fail loudly before the server binds its port."""
@@ -219,15 +220,20 @@ class Platform:
         await self.invocations.retire(function_arn)
 
     async def stop_environments(self) -> None:
-        """Kill every environment now: in-flight invokes answer with an error instead of hanging."""
+        """Kill every environment now: in-flight invokes answer with an error instead of hanging.
+        The main endpoint and every function URL may ask at once: one close at a time."""
         if self._started:
+            await self._kill_environments()
+
+    async def _kill_environments(self) -> None:
+        async with self._stopping:
             await self.engine.close()
 
     async def close(self) -> None:
         if not self._started:
             return
         self._started = False
-        await self.url_servers.drain(0.0, self.engine.close)  # none left after a normal shutdown
+        await self.url_servers.drain(0.0, self._kill_environments)  # none left after a normal shutdown
         await self.destinations.close()
         if self.tracer is not None:
             await self.tracer.close()
