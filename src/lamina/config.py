@@ -13,6 +13,20 @@ from pathlib import Path
 from lamina.telemetry.tracing import TracingSettings
 
 
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """``LAMINA_URL_PORTS``: ``first-last`` (inclusive), e.g. "9100-9199"; empty: any free port."""
+    if not text.strip():
+        return None
+    first, sep, last = text.partition("-")
+    try:
+        lo, hi = int(first), int(last if sep else first)
+    except ValueError:
+        raise ValueError(f"function URL ports must be 'first-last', got {text!r}") from None
+    if not 0 < lo <= hi < 65536:
+        raise ValueError(f"function URL ports must be 'first-last' within 1-65535, got {text!r}")
+    return lo, hi
+
+
 def parse_delays(text: str) -> tuple[float, ...]:
     """``LAMINA_ASYNC_RETRY_DELAYS``: comma-separated seconds, e.g. "60,120"."""
     delays = tuple(float(part) for part in text.split(",") if part.strip())
@@ -90,6 +104,20 @@ class Settings:
     log_retention_days: int | None = None
     log_max_mb: float = 256.0
     log_rate_kb_s: float = 8192.0
+    # Function URLs (docs/urls.md): the host their URLs name (LAMINA_URL_HOST; default the
+    # --host, 127.0.0.1 for a wildcard address) and the ports they may take (LAMINA_URL_PORTS,
+    # "first-last"; default any free port).
+    url_host: str | None = None
+    url_ports: tuple[int, int] | None = None
+    # LAMINA_URL_REQUIRE_INVOKE_FUNCTION=1: a URL call also needs lambda:InvokeFunction (granted
+    # with InvokedViaFunctionUrl), as AWS requires for new URLs since October 2025.
+    url_require_invoke_function: bool = False
+
+    @property
+    def function_url_host(self) -> str:
+        if self.url_host:
+            return self.url_host
+        return "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
 
     @property
     def db_path(self) -> Path:
@@ -132,6 +160,9 @@ class Settings:
             "log_retention_days": _optional_int(e.get("LAMINA_LOG_RETENTION_DAYS")),
             "log_max_mb": float(e.get("LAMINA_LOG_MAX_MB", cls.log_max_mb)),
             "log_rate_kb_s": float(e.get("LAMINA_LOG_RATE_KB", cls.log_rate_kb_s)),
+            "url_host": e.get("LAMINA_URL_HOST") or None,
+            "url_ports": parse_port_range(e.get("LAMINA_URL_PORTS", "")),
+            "url_require_invoke_function": e.get("LAMINA_URL_REQUIRE_INVOKE_FUNCTION", "") in ("1", "true"),
         }
         values["aws_endpoints"] = aws_endpoints(e)
         values["tracing"] = TracingSettings.from_env(e)

@@ -94,6 +94,16 @@ def render_json(err: AwsError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     return err.status, headers, json.dumps(body).encode()
 
 
+def render_message(
+    err: AwsError, *, status: int | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Lambda's own answers on a function URL (403, 413, 429): ``{"Message": ...}`` and the code in
+    ``x-amzn-ErrorType``; ``status`` overrides the table's (a URL refuses every auth error with 403)."""
+    body = json.dumps({"Message": err.message}, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"x-amzn-errortype", err.code.encode())]
+    return status or err.status, headers, body
+
+
 def validation_error(problems: list[str]) -> AwsError:
     """AWS's aggregated validation message: ``1 validation error detected: Value ... at ...``."""
     n = len(problems)

@@ -19,6 +19,7 @@ from lamina.api import layers as layers_api
 from lamina.api import policy as policy_api
 from lamina.api import provisioned as provisioned_api
 from lamina.api import tags as tags_api
+from lamina.api import urls as urls_api
 from lamina.api import versions as versions_api
 from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
 from lamina.api.logs import LogsService
@@ -51,6 +52,10 @@ from lamina.telemetry.logstore import LogLimits, LogStore
 from lamina.telemetry.metrics_service import MetricsService
 from lamina.telemetry.tracing import SpanExporter
 from lamina.types import Handler
+from lamina.urls.front import UrlDeps, UrlFront
+from lamina.urls.listeners import UrlServers
+from lamina.urls.service import FunctionUrlService, UrlKey
+from lamina.web.connection import FrontApp
 
 log = logging.getLogger("lamina.platform")
 
@@ -71,6 +76,7 @@ class Platform:
         self.ids = IdFactory()
         self._lock_file: IO[str] | None = None
         self._started = False
+        self._stopping = asyncio.Lock()
 
     def prepare(self) -> tuple[Credentials, bool]:
         """Synchronous start-up steps that must fail loudly before the server binds its port."""
@@ -194,6 +200,24 @@ class Platform:
         )
         await self.mappings.load()  # enabled mappings start polling
         self.functions.on_drop.append(self.mappings.forget)
+        self.url_servers = UrlServers(self._url_app, host=s.host, ports=s.url_ports)
+        self.urls = FunctionUrlService(
+            functions=self.functions,
+            store=self.store,
+            listeners=self.url_servers,
+            url_host=s.function_url_host,
+        )
+        self._url_deps = UrlDeps(
+            urls=self.urls,
+            functions=self.functions,
+            invocations=self.invocations,
+            policies=self.policies,
+            verifier=self.verifier,
+            ids=self.ids,
+            require_invoke_function=s.url_require_invoke_function,
+        )
+        await self.urls.load()  # every stored URL listens again, on its stored port
+        self.functions.on_drop.append(self.urls.forget)
         self.handlers = {
             **functions_api.handlers(self.functions, versions, concurrency),
             **concurrency_api.handlers(concurrency, self.functions),
@@ -206,6 +230,7 @@ class Platform:
             **layers_api.handlers(self.layers, self.functions.blob_location),
             **tags_api.handlers(TagService(functions=self.functions, store=self.store)),
             **esm_api.handlers(self.mappings),
+            **urls_api.handlers(self.urls),
         }
         self._started = True
         log.info(
@@ -232,12 +257,25 @@ class Platform:
         result = await self.invocations.invoke(fv, inv)
         return result.function_error, result.payload
 
+    def _url_app(self, key: UrlKey) -> FrontApp:
+        return UrlFront(self._url_deps, key)
+
+    async def drain_urls(self, grace_s: float) -> None:
+        """Shutdown: the function URLs stop accepting and finish what they have in hand."""
+        if self._started:
+            await self.url_servers.drain(grace_s, self.stop_environments)
+
     async def _on_function_change(self, function_arn: str) -> None:
         await self.invocations.retire(function_arn)
 
     async def stop_environments(self) -> None:
-        """Kill every environment now: in-flight invokes answer with an error instead of hanging."""
+        """Kill every environment now: in-flight invokes answer with an error instead of hanging.
+        The main endpoint and every function URL may ask at once: one close at a time."""
         if self._started:
+            await self._kill_environments()
+
+    async def _kill_environments(self) -> None:
+        async with self._stopping:
             await self.engine.close()
 
     async def close(self) -> None:
@@ -245,6 +283,7 @@ class Platform:
             return
         self._started = False
         await self.mappings.close()
+        await self.url_servers.drain(0.0, self._kill_environments)  # none left after a normal shutdown
         await self.destinations.close()
         if self.tracer is not None:
             await self.tracer.close()

@@ -57,6 +57,6 @@ async def _serve(platform: Platform, grace_s: float) -> int:
     else:
         await front.serve()
         await stop.wait()
-        await front.drain(grace_s, platform.stop_environments)
+        await asyncio.gather(front.drain(grace_s, platform.stop_environments), platform.drain_urls(grace_s))
     await platform.close()
     return 0

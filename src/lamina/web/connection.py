@@ -74,7 +74,19 @@ class Request:
     """One parsed request.  ``hmap`` has every header once (repeats joined with ","); ``headers``
     keeps them as sent, in order, for SigV4."""
 
-    __slots__ = ("body", "headers", "hmap", "keep_alive", "method", "path", "query", "refusal", "route")
+    __slots__ = (
+        "body",
+        "headers",
+        "hmap",
+        "keep_alive",
+        "method",
+        "path",
+        "peer",
+        "query",
+        "refusal",
+        "route",
+        "version",
+    )
 
     def __init__(
         self, method: str, path: bytes, query: bytes, headers: Headers, hmap: dict[bytes, bytes]
@@ -88,6 +100,8 @@ class Request:
         self.keep_alive = True
         self.refusal: Reply | None = None  # answered with this instead of ``handle``
         self.route: object = None  # whatever ``admit`` found, for ``handle``
+        self.peer = ""  # the client's address (function URLs' sourceIp)
+        self.version = "1.1"  # the request's HTTP version
 
     @property
     def repeated_headers(self) -> bool:
@@ -120,6 +134,7 @@ class FrontConnection(asyncio.Protocol):
         self.closing = False  # answer what is in hand, then close (server shutdown)
         self.last_active = time.monotonic()
         self._paused = False
+        self._peer = ""
         self._queue: deque[Request] = deque()
         # the request being parsed
         self._parsing = False
@@ -143,6 +158,8 @@ class FrontConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses: a cast, not an isinstance check
         self.transport = cast(asyncio.Transport, transport)
         self._connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -194,6 +211,8 @@ class FrontConnection(asyncio.Protocol):
             return
         path, _, query = self._url.partition(b"?")
         request = Request(self.parser.get_method().decode("latin-1"), path, query, self._headers, self._hmap)
+        request.peer = self._peer
+        request.version = self.parser.get_http_version()
         self._request = request
         try:
             admitted = self._app.admit(request)

@@ -1,0 +1,218 @@
+"""The HTTP side of one function URL: the ``FrontApp`` its own port serves.
+
+Per request: the URL's current config (an update applies to the next request) -> auth (AuthType
+NONE: the resource policy must grant ``lambda:InvokeFunctionUrl`` to ``*`` for auth type NONE;
+AWS_IAM: a SigV4 signature for service ``lambda`` in the URL's region, from a principal the policy
+allows -- lamina's own credentials are the owner's) -> a CORS preflight is answered here, anything
+else becomes the payload 2.0 event -> the sync invoke path -> the response Lambda infers -> CORS
+headers; every answer gets ``x-amzn-RequestId`` and ``X-Amzn-Trace-Id``.
+
+Lambda's own refusals are ``{"Message": ...}`` bodies: 403 (AWS's current wording, with the
+troubleshooting link), 413 for a request over 6 MB, 429 for a throttle, 502 for a function error.
+Any Host header is accepted: the port alone names the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any
+
+from lamina.auth.sigv4 import SigV4Verifier
+from lamina.errors import AwsError, render_message
+from lamina.execution.types import InvocationInput
+from lamina.functions.service import FunctionService
+from lamina.ids import IdFactory
+from lamina.invocation.service import SYNC_PAYLOAD_MAX, InvocationService
+from lamina.model.function import LATEST
+from lamina.policy.service import PolicyService
+from lamina.store.urls import UrlConfig
+from lamina.urls import cors
+from lamina.urls.event import EventSource, build_event
+from lamina.urls.reply import bad_gateway, function_reply
+from lamina.urls.service import FunctionUrlService, UrlKey
+from lamina.web.connection import Reply, Request
+
+log = logging.getLogger("lamina.urls")
+
+FORBIDDEN = (
+    "Forbidden. For troubleshooting Function URL authorization issues, see: "
+    "https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html"
+)
+INVOKE_URL = "lambda:InvokeFunctionUrl"
+
+
+class Refused(Exception):
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply[0])
+        self.reply = reply
+
+
+def forbidden() -> Reply:
+    return render_message(AwsError("AccessDeniedException", FORBIDDEN))
+
+
+def no_such_url() -> Reply:
+    """AWS's answer on a URL that does not exist (AWS-validated in LocalStack's tests)."""
+    return (
+        403,
+        [(b"content-type", b"application/json"), (b"x-amzn-errortype", b"AccessDeniedException")],
+        (b'{"Message":null}'),
+    )
+
+
+def too_large_reply(limit: int) -> Reply:
+    return render_message(
+        AwsError(
+            "RequestTooLargeException",
+            f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UrlDeps:
+    """What every URL's front shares."""
+
+    urls: FunctionUrlService
+    functions: FunctionService
+    invocations: InvocationService
+    policies: PolicyService
+    verifier: SigV4Verifier
+    ids: IdFactory
+    # Also require lambda:InvokeFunction (AWS's rule for URLs created since October 2025).
+    require_invoke_function: bool = False
+
+
+class UrlFront:
+    def __init__(self, deps: UrlDeps, key: UrlKey) -> None:
+        self._d = deps
+        self._key = key
+
+    def admit(self, req: Request) -> int | Reply:
+        declared = req.hmap.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > SYNC_PAYLOAD_MAX:
+            return too_large_reply(SYNC_PAYLOAD_MAX)
+        return SYNC_PAYLOAD_MAX
+
+    def too_large(self, req: Request, limit: int) -> Reply:
+        return too_large_reply(limit)
+
+    async def handle(self, req: Request) -> Reply:
+        d = self._d
+        request_id = d.ids.request_id()
+        sent_trace = req.hmap.get(b"x-amzn-trace-id")
+        trace_id = sent_trace.decode("latin-1") if sent_trace else d.ids.trace_id()
+        status, headers, body = await self._answer(req, request_id, trace_id)
+        headers.append((b"date", formatdate(usegmt=True).encode()))
+        headers.append((b"x-amzn-requestid", request_id.encode()))
+        headers.append((b"x-amzn-trace-id", trace_id.encode("latin-1")))
+        return status, headers, body
+
+    async def _answer(self, req: Request, request_id: str, trace_id: str) -> Reply:
+        """Auth first -- a refusal carries no CORS headers, and an AWS_IAM URL refuses the
+        preflights browsers cannot sign -- then the preflight, or the function's answer."""
+        config = self._d.urls.config(self._key)
+        if config is None:  # deleted while this connection stayed open
+            return no_such_url()
+        try:
+            iam = self._authorize(req, config)
+        except Refused as refused:
+            return refused.reply
+        if config.cors is not None and cors.is_preflight(req.method, req.hmap):
+            return cors.preflight(config.cors, req.hmap)
+        try:
+            generated = b"x-amzn-trace-id" not in req.hmap
+            reply = await self._invoke(req, config, request_id, trace_id, iam, generated=generated)
+        except AwsError as err:
+            if err.code == "TooManyRequestsException":
+                reply = render_message(AwsError(err.code, "Rate Exceeded."))
+            else:
+                log.warning("function URL invoke failed", extra={"error": err.code, "request_id": request_id})
+                reply = bad_gateway()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("function URL request failed", extra={"request_id": request_id})
+            reply = bad_gateway()
+        return cors.apply(config.cors, req.hmap.get(b"origin"), reply)
+
+    def _authorize(self, req: Request, config: UrlConfig) -> dict[str, Any] | None:
+        """None for AuthType NONE, else ``requestContext.authorizer.iam``; raises Refused."""
+        d = self._d
+        region, name, qual = self._key
+        qualifier = None if qual == LATEST else qual
+        account = d.functions.account_id
+        iam: dict[str, Any] | None = None
+        if config.auth_type == "NONE":
+            principal = "*"
+        else:
+            try:
+                identity = d.verifier.verify(req.method, req.path, req.query, req.headers, req.body)
+            except AwsError as err:
+                if err.code == "MissingAuthenticationTokenException":
+                    raise Refused(forbidden()) from None
+                raise Refused(render_message(err, status=403)) from None
+            if identity.service != "lambda" or identity.region != region:
+                raise Refused(forbidden())
+            # lamina's credentials are the owner's (the account's root): no other identities exist.
+            principal = f"arn:aws:iam::{account}:root"
+            iam = {
+                "accessKey": identity.access_key_id,
+                "accountId": account,
+                "callerId": account,
+                "cognitoIdentity": None,
+                "principalOrgId": None,
+                "userArn": principal,
+                "userId": account,
+            }
+        actions = (INVOKE_URL, "lambda:InvokeFunction") if d.require_invoke_function else (INVOKE_URL,)
+        try:
+            for action in actions:
+                d.policies.check_invoke(
+                    region,
+                    name,
+                    qualifier,
+                    principal=principal,
+                    action=action,
+                    url_auth_type=config.auth_type,
+                )
+        except AwsError:
+            raise Refused(forbidden()) from None
+        return iam
+
+    async def _invoke(
+        self,
+        req: Request,
+        config: UrlConfig,
+        request_id: str,
+        trace_id: str,
+        iam: dict[str, Any] | None,
+        *,
+        generated: bool,
+    ) -> Reply:
+        d = self._d
+        region, name, qual = self._key
+        qualifier = None if qual == LATEST else qual
+        fv = d.functions.resolve(region, name, qualifier, routed=True)
+        source = EventSource(
+            url_id=config.url_id, port=config.port, request_id=request_id, trace_id=trace_id, iam=iam
+        )
+        event = build_event(req, source, now=time.time())
+        payload = json.dumps(event, separators=(",", ":")).encode()
+        if len(payload) > SYNC_PAYLOAD_MAX:
+            return too_large_reply(SYNC_PAYLOAD_MAX)
+        arn = fv.arn(d.functions.account_id) + (f":{qualifier}" if qualifier else "")
+        inv = InvocationInput(
+            request_id=request_id,
+            payload=payload,
+            invoked_function_arn=arn,
+            trace_id=trace_id,
+            trace_generated=generated,
+        )
+        result = await d.invocations.invoke(fv, inv)
+        return function_reply(result.payload, result.function_error)
