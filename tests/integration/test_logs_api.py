@@ -191,6 +191,19 @@ def test_lamina_logs_verb(server: LaminaServer, fn: str) -> None:
     assert r.returncode == 1 and "log group /aws/lambda/no-such-function does not exist" in r.stderr
 
 
+def test_lamina_logs_reads_a_custom_log_group(server: LaminaServer, lam: Any) -> None:
+    name = create_function(
+        lam,
+        "def handler(e, c):\n    print('to my own group')\n",
+        LoggingConfig={"LogFormat": "Text", "LogGroup": "/custom/team-logs"},
+    )
+    lam.invoke(FunctionName=name)
+    wait_for_log(server.data_dir, "/custom/team-logs", "to my own group")
+    r = lamina(server, "logs", name, "--since", "1h")
+    assert r.returncode == 0, r.stderr
+    assert "to my own group" in r.stdout
+
+
 def _lines(proc: subprocess.Popen[str]) -> Iterator[str]:
     assert proc.stdout is not None
     yield from proc.stdout

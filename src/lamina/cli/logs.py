@@ -25,6 +25,7 @@ from lamina.cli.client import (
     CONTROL_READ_TIMEOUT_S,
     CliError,
     Connection,
+    connect,
     connection_options,
     reporting_errors,
     require_credentials,
@@ -60,6 +61,16 @@ def group_for(name: str) -> str:
     if name.startswith("arn:"):
         name = name.split(":")[6] if len(name.split(":")) > 6 else name
     return f"/aws/lambda/{name}"
+
+
+def configured_group(conn: Connection, name: str) -> str | None:
+    """The LogGroup of the function's LoggingConfig, when it can be read (else None: the default)."""
+    try:
+        config = connect(conn).get_function_configuration(FunctionName=name)
+    except Exception:  # no such function (its old logs may remain), unreachable: the default group
+        return None
+    group = (config.get("LoggingConfig") or {}).get("LogGroup")
+    return str(group) if group else None
 
 
 def style_line(message: str) -> str:
@@ -163,8 +174,11 @@ def make_logs_client(conn: Connection) -> Any:
 def logs(
     name: str, *, follow: bool, since: str, pattern: str | None, interval: float, conn: Connection
 ) -> None:
-    """Print the logs of function NAME (its group /aws/lambda/NAME; a NAME starting with / is a group)."""
+    """Print the logs of function NAME (its log group: /aws/lambda/NAME unless its LoggingConfig
+    names another; a NAME starting with / is a group)."""
     group = group_for(name)
+    if not name.startswith("/"):
+        group = configured_group(conn, name) or group
     params: dict[str, Any] = {"logGroupName": group, "startTime": parse_since(since, time.time())}
     if pattern:
         params["filterPattern"] = pattern
