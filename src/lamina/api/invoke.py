@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from lamina.execution.types import InvocationInput
 from lamina.functions.service import FunctionService
 from lamina.ids import IdFactory
@@ -12,6 +14,7 @@ from lamina.invocation.service import (
     check_payload,
     decode_client_context,
 )
+from lamina.protocol import eventstream
 from lamina.types import Handler, Output, Params, RequestContext
 
 
@@ -50,4 +53,26 @@ def handlers(
             out["LogResult"] = result.log_tail
         return out
 
-    return {"Invoke": invoke}
+    async def invoke_with_response_stream(ctx: RequestContext, p: Params) -> Output:
+        """The response as an event stream: PayloadChunk events, then InvokeComplete (with the
+        error, if the function failed, and the log tail when asked for).  Functions answer whole
+        today, so the payload is one chunk."""
+        kind = p.get("InvocationType") or "RequestResponse"
+        if kind == "DryRun":
+            fv = functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier"), routed=True)
+            return {"StatusCode": 204, "ExecutedVersion": fv.version}
+        out = await invoke(ctx, {**p, "InvocationType": "RequestResponse"})
+        payload: bytes = out["Payload"]
+        complete: dict[str, str] = {}
+        events = []
+        if "FunctionError" in out:
+            complete["ErrorCode"] = out["FunctionError"]
+            complete["ErrorDetails"] = payload.decode(errors="replace")
+        elif payload:
+            events.append(eventstream.event("PayloadChunk", payload, "application/octet-stream"))
+        if "LogResult" in out:
+            complete["LogResult"] = out["LogResult"]
+        events.append(eventstream.event("InvokeComplete", json.dumps(complete).encode(), "application/json"))
+        return {"StatusCode": 200, "ExecutedVersion": out["ExecutedVersion"], "EventStream": b"".join(events)}
+
+    return {"Invoke": invoke, "InvokeWithResponseStream": invoke_with_response_stream}

@@ -72,10 +72,17 @@ def serialize_response(
             if value is not None:
                 body = _dumps(encoder(op.output_shape.members[member])(value))
             headers.append((_CONTENT_TYPE, JSON))
+        elif value is not None:  # an event stream, already encoded (lamina.protocol.eventstream)
+            body = bytes(value)
+            if not any(h[0] == _CONTENT_TYPE for h in headers):
+                headers.append((_CONTENT_TYPE, EVENT_STREAM))
     elif plan.has_output and status != 204:
         body = _dumps(encoder(op.output_shape)(result))
         headers.append((_CONTENT_TYPE, JSON))
     return status, headers, body
+
+
+EVENT_STREAM = b"application/vnd.amazon.eventstream"
 
 
 def _dumps(document: Any) -> bytes:
