@@ -188,3 +188,17 @@ def wait_for_log(data_dir: Path, group: str, text: str, timeout: float = 30.0) -
             assert any(text in m for m in messages), f"{text!r} not logged in {group}: {messages[-20:]}"
             return messages
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """moto's server for one test module (tests/integration/peers.py)."""
+    pytest.importorskip("moto.server")
+    from .peers import Moto
+
+    m = Moto(free_port(), tmp_path_factory.mktemp("moto") / "moto.log")
+    m.start()
+    try:
+        yield m
+    finally:
+        m.stop()

@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 
-from .conftest import LaminaServer, create_function, free_port, unique
+from .conftest import LaminaServer, create_function, unique
+from .peers import Moto, delivery_env
 from .test_destinations import (
     ACCOUNT,
     FAILS,
     REGION,
     SUCCEEDS,
-    Moto,
-    delivery_env,
     invoke_event,
     make_queue,
     receive,
@@ -39,14 +38,6 @@ EITHER = (
 SUCCESS = "Lambda Function Invocation Result - Success"
 FAILURE = "Lambda Function Invocation Result - Failure"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    m = Moto(free_port(), tmp_path_factory.mktemp("moto-peers") / "moto.log")
-    m.start()
-    yield m
-    m.stop()
 
 
 @pytest.fixture(scope="module")

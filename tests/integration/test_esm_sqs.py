@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import LaminaServer, create_function, free_port, log_messages
+from .conftest import LaminaServer, create_function, log_messages
+from .peers import Moto, delivery_env
 from .test_cli import lamina
-from .test_destinations import Moto, delivery_env
 
 pytest.importorskip("moto.server")
 
@@ -25,16 +25,6 @@ PARTIAL = (
     "    bad = [r['messageId'] for r in event['Records'] if 'fail' in r['body']]\n"
     "    return {'batchItemFailures': [{'itemIdentifier': i} for i in bad]}\n"
 )
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    m = Moto(free_port(), tmp_path_factory.mktemp("moto") / "moto.log")
-    m.start()
-    try:
-        yield m
-    finally:
-        m.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LaminaServer, create_function, free_port
-from .test_destinations import Moto, delivery_env
+from .conftest import LaminaServer, create_function
+from .peers import Moto, delivery_env
 from .test_esm_sqs import batches, enabled, queue, wait_until
 from .test_metrics import scrape
 
@@ -25,16 +25,6 @@ FAILS_ON_BAD = (
     "    if any(b'bad' in base64.b64decode(r['kinesis']['data']) for r in event['Records']):\n"
     "        raise ValueError('bad record')\n"
 )
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    m = Moto(free_port(), tmp_path_factory.mktemp("moto") / "moto.log")
-    m.start()
-    try:
-        yield m
-    finally:
-        m.stop()
 
 
 def env(moto: Moto) -> dict[str, str]:

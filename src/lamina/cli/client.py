@@ -129,8 +129,12 @@ def require_credentials(env: Mapping[str, str], data_dir: Path) -> ResolvedCrede
 
 
 def make_client(
-    conn: Connection, creds: ResolvedCredentials, *, read_timeout: int = CONTROL_READ_TIMEOUT_S
-) -> LambdaClient:
+    conn: Connection,
+    creds: ResolvedCredentials,
+    *,
+    read_timeout: int = CONTROL_READ_TIMEOUT_S,
+    service: str = "lambda",
+) -> Any:
     config = Config(
         connect_timeout=5,
         read_timeout=read_timeout,
@@ -140,7 +144,7 @@ def make_client(
     )
     try:
         return botocore.session.Session().create_client(
-            "lambda",
+            service,
             endpoint_url=conn.endpoint_url,
             region_name=conn.region,
             aws_access_key_id=creds.access_key_id,
@@ -235,7 +239,10 @@ def connection_options(f: Callable[..., None]) -> Callable[..., None]:
 
 
 def connect(conn: Connection, *, read_timeout: int = CONTROL_READ_TIMEOUT_S) -> LambdaClient:
-    return make_client(conn, require_credentials(os.environ, conn.data_dir), read_timeout=read_timeout)
+    client: LambdaClient = make_client(
+        conn, require_credentials(os.environ, conn.data_dir), read_timeout=read_timeout
+    )
+    return client
 
 
 # --- deploy -----------------------------------------------------------------------------------

@@ -16,17 +16,14 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import botocore.session
 import click
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError
 
 from lamina.cli.client import (
-    CONTROL_READ_TIMEOUT_S,
     CliError,
     Connection,
     connect,
     connection_options,
+    make_client,
     reporting_errors,
     require_credentials,
 )
@@ -131,24 +128,7 @@ def follow_events(
 
 
 def make_logs_client(conn: Connection) -> Any:
-    creds = require_credentials(os.environ, conn.data_dir)
-    config = Config(
-        connect_timeout=5,
-        read_timeout=CONTROL_READ_TIMEOUT_S,
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        user_agent_extra="lamina-cli",
-    )
-    try:
-        return botocore.session.Session().create_client(
-            "logs",
-            endpoint_url=conn.endpoint_url,
-            region_name=conn.region,
-            aws_access_key_id=creds.access_key_id,
-            aws_secret_access_key=creds.secret_access_key,
-            config=config,
-        )
-    except (ValueError, BotoCoreError) as exc:
-        raise CliError(f"cannot set up a client for {conn.endpoint_url}: {exc}") from None
+    return make_client(conn, require_credentials(os.environ, conn.data_dir), service="logs")
 
 
 @click.command(name="logs")
