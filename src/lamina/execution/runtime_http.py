@@ -30,18 +30,15 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, cast
-
-import httptools
+from typing import Any, Protocol
 
 from lamina.execution import peers
+from lamina.web.http1 import Http1Connection
 
 log = logging.getLogger("lamina.runtime_api")
 
 BIG_BODY = 64 * 1024  # above this a payload is written after its headers instead of copied into them
-PIPELINE_DEPTH = 16  # requests queued behind a busy one before we stop reading the connection
 REFUSED_GRACE_S = 5.0  # how long a refused connection may stay silent before we close it
 
 
@@ -162,24 +159,22 @@ class Router(Protocol):
     def connection_lost(self, conn: Connection) -> None: ...
 
 
-class Connection(asyncio.Protocol):
+class Connection(Http1Connection[Request]):
     """One client connection: parses requests, answers them in order (see the module docstring)."""
 
+    PARSER_BUG = INTERNAL_ERROR_CLOSE
+    MALFORMED = BAD_REQUEST
+    NAME = "runtime api"
+
     def __init__(self, router: Router, limit: int, allowed_pids: Callable[[], Iterable[int]] | None) -> None:
+        super().__init__()
         self.router = router
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
         self.allowed = True
-        self.closed = False
-        self.busy = False  # a request is taken and not answered yet
         self._serving = False
         self._keep = True  # keep-alive of the request being answered
-        self._paused = False
-        self._queue: deque[Request] = deque()
         self._limit = limit  # body bytes kept; past it a request is oversize
         self._allowed_pids = allowed_pids
         # the request being parsed
-        self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._trailers: dict[bytes, bytes] | None = None
         self._headers_done = False
@@ -189,8 +184,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses: a cast, not an isinstance check
-        self.transport = cast(asyncio.Transport, transport)
+        super().connection_made(transport)
         self.router.connection_opened(self)
         allowed_pids = self._allowed_pids
         if allowed_pids is not None:
@@ -206,23 +200,12 @@ class Connection(asyncio.Protocol):
                 # could be lost to a reset); a stranger that stays silent is closed anyway
                 asyncio.get_running_loop().call_later(REFUSED_GRACE_S, self._abort, PEER_REFUSED)
 
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
+    def _accepting(self) -> bool:
         if not self.allowed:
             self._abort(PEER_REFUSED)
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError:
-            log.exception("runtime api: request handling failed")
-            self._abort(INTERNAL_ERROR_CLOSE)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            self._abort(BAD_REQUEST)
+        return self.allowed
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._queue.clear()
+    def _lost(self) -> None:
         self.router.connection_lost(self)
 
     # -- httptools callbacks ---------------------------------------------------------------
@@ -234,9 +217,6 @@ class Connection(asyncio.Protocol):
         self._headers_done = False
         self._body = []
         self._size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.lower()
@@ -268,10 +248,7 @@ class Connection(asyncio.Protocol):
         request.oversize = self._size > self._limit
         request.keep_alive = self.parser.should_keep_alive()
         request.trailers = self._trailers
-        self._queue.append(request)
-        if len(self._queue) > PIPELINE_DEPTH and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
+        self._enqueue(request)
         if not self._serving:
             self._serve()
 
@@ -292,9 +269,7 @@ class Connection(asyncio.Protocol):
                     reply = INTERNAL_ERROR_CLOSE
                 if reply is not None:
                     self._finish(reply)
-            if self._paused and not self._queue and self.transport is not None and not self.closed:
-                self._paused = False
-                self.transport.resume_reading()
+            self._resume_if_drained()
         finally:
             self._serving = False
 
@@ -320,15 +295,6 @@ class Connection(asyncio.Protocol):
         self._finish(reply, tail)
         if not self._serving:
             self._serve()
-
-    def _abort(self, reply: bytes) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._queue.clear()
-        if self.transport is not None:
-            self.transport.write(reply)
-            self.transport.close()
 
     # -- extensions_api.EventSink ------------------------------------------------------------
 

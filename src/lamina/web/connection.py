@@ -24,15 +24,13 @@ import asyncio
 import http
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable
-from typing import Protocol, cast
+from typing import Protocol
 
-import httptools
+from lamina.web.http1 import Http1Connection
 
 log = logging.getLogger("lamina.http")
 
-PIPELINE_DEPTH = 16  # requests queued behind a busy one before we stop reading the connection
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; more is refused with 431
 BIG_BODY = 64 * 1024  # above this a response body is written after its head instead of copied into it
 
@@ -120,25 +118,22 @@ class FrontApp(Protocol):
     def handle(self, request: Request) -> Awaitable[Reply]: ...
 
 
-class FrontConnection(asyncio.Protocol):
+class FrontConnection(Http1Connection[Request]):
     """One client connection (see the module docstring)."""
 
+    PARSER_BUG = INTERNAL_ERROR
+    MALFORMED = BAD_REQUEST
+
     def __init__(self, app: FrontApp, connections: set[FrontConnection]) -> None:
+        super().__init__()
         self._app = app
         self._connections = connections
         self._loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
-        self.closed = False
-        self.busy = False  # a request is being handled
         self.closing = False  # answer what is in hand, then close (server shutdown)
         self.last_active = time.monotonic()
-        self._paused = False
         self._peer = ""
-        self._queue: deque[Request] = deque()
         # the request being parsed
         self._parsing = False
-        self._url = b""
         self._headers: Headers = []
         self._hmap: dict[bytes, bytes] = {}
         self._head_bytes = 0
@@ -155,27 +150,16 @@ class FrontConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses: a cast, not an isinstance check
-        self.transport = cast(asyncio.Transport, transport)
+        super().connection_made(transport)
         self._connections.add(self)
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
+    def _accepting(self) -> bool:
         self.last_active = time.monotonic()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError:
-            log.exception("request parsing failed")
-            self._abort(INTERNAL_ERROR)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            self._abort(BAD_REQUEST)
+        return True
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._queue.clear()
+    def _lost(self) -> None:
         self._connections.discard(self)
 
     # -- httptools callbacks ---------------------------------------------------------------
@@ -191,7 +175,7 @@ class FrontConnection(asyncio.Protocol):
         self._size = 0
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        super().on_url(url)
         self._head_bytes += len(url)
         if self._head_bytes > MAX_HEAD_BYTES:
             self._abort(HEAD_TOO_LARGE)
@@ -251,10 +235,7 @@ class FrontConnection(asyncio.Protocol):
             request.body = parts[0] if len(parts) == 1 else b"".join(parts)
         if request.keep_alive:  # a refusal mid-body has already said no
             request.keep_alive = self.parser.should_keep_alive()
-        self._queue.append(request)
-        if len(self._queue) > PIPELINE_DEPTH and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
+        self._enqueue(request)
         if not self.busy:
             self._serve()
 
@@ -280,9 +261,7 @@ class FrontConnection(asyncio.Protocol):
                 continue
             self._loop.create_task(self._run(request))
             return
-        if self._paused and not self._queue and self.transport is not None and not self.closed:
-            self._paused = False
-            self.transport.resume_reading()
+        self._resume_if_drained()
 
     async def _run(self, request: Request) -> None:
         try:
@@ -313,20 +292,6 @@ class FrontConnection(asyncio.Protocol):
             self._queue.clear()
             transport.close()
 
-    def _abort(self, reply: bytes) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._queue.clear()
-        if self.transport is not None:
-            if not self.busy:  # else an answer is still due: a second one would be read as it
-                self.transport.write(reply)
-            self.transport.close()
-
     def close(self) -> None:
         """Close now (idle, stalled, or at the end of shutdown)."""
-        if not self.closed:
-            self.closed = True
-            self._queue.clear()
-            if self.transport is not None:
-                self.transport.close()
+        self._abort(b"")
