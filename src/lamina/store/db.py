@@ -7,12 +7,14 @@ SQLite runs in WAL mode with synchronous=FULL: a commit is on disk when it retur
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -21,10 +23,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     event,
+    insert,
     inspect,
     text,
+    update,
 )
 from sqlalchemy.schema import CreateColumn
 
@@ -126,3 +131,10 @@ def add_missing_columns(engine: Engine, schema: MetaData) -> None:
                 if column.name not in have:
                     ddl = CreateColumn(column).compile(dialect=engine.dialect)
                     conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+
+
+def upsert(conn: Connection, table: Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Write the row whose primary key is ``key``: update its ``values``, or insert it."""
+    where = and_(*(table.c[name] == value for name, value in key.items()))
+    if conn.execute(update(table).where(where).values(**values)).rowcount == 0:
+        conn.execute(insert(table).values(**key, **values))

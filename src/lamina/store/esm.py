@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Engine, Float, String, Table, delete, insert, select, update
 
-from lamina.store.db import metadata
+from lamina.store.db import metadata, upsert
 
 event_source_mappings = Table(
     "event_source_mappings",
@@ -102,8 +102,10 @@ class EsmRows:
         return {r.shard_id: r.sequence_number for r in rows}
 
     def put_checkpoint(self, uuid: str, shard_id: str, sequence_number: str) -> None:
-        t = esm_checkpoints
-        where = (t.c.uuid == uuid) & (t.c.shard_id == shard_id)
         with self._engine.begin() as conn:
-            if conn.execute(update(t).where(where).values(sequence_number=sequence_number)).rowcount == 0:
-                conn.execute(insert(t).values(uuid=uuid, shard_id=shard_id, sequence_number=sequence_number))
+            upsert(
+                conn,
+                esm_checkpoints,
+                {"uuid": uuid, "shard_id": shard_id},
+                {"sequence_number": sequence_number},
+            )

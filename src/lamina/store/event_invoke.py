@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Column, Engine, Float, String, Table, and_, delete, insert, select, update
+from sqlalchemy import JSON, Column, Engine, Float, String, Table, and_, delete, select
 
-from lamina.store.db import metadata
+from lamina.store.db import metadata, upsert
 
 event_invoke_configs = Table(
     "event_invoke_configs",
@@ -50,24 +50,10 @@ class EventInvokeRows:
 
     def put_event_invoke_config(self, config: EventInvokeConfig) -> None:
         t = event_invoke_configs
-        where = and_(
-            t.c.region == config.region,
-            t.c.function_name == config.function_name,
-            t.c.qualifier == config.qualifier,
-        )
         values = {"data": config.data, "last_modified": config.last_modified}
+        key = {"region": config.region, "function_name": config.function_name, "qualifier": config.qualifier}
         with self._engine.begin() as conn:
-            if conn.execute(select(t.c.qualifier).where(where)).first() is None:
-                conn.execute(
-                    insert(t).values(
-                        region=config.region,
-                        function_name=config.function_name,
-                        qualifier=config.qualifier,
-                        **values,
-                    )
-                )
-            else:
-                conn.execute(update(t).where(where).values(**values))
+            upsert(conn, t, key, values)
 
     def delete_event_invoke_configs(
         self, region: str, function_name: str, qualifier: str | None = None

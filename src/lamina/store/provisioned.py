@@ -20,12 +20,10 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
-    insert,
     select,
-    update,
 )
 
-from lamina.store.db import metadata
+from lamina.store.db import metadata, upsert
 
 provisioned_concurrency = Table(
     "provisioned_concurrency",
@@ -59,20 +57,10 @@ class ProvisionedRows:
         ]
 
     def put_provisioned(self, config: ProvisionedConfig) -> None:
-        where = _key(config.region, config.function_name, config.qualifier)
+        key = {"region": config.region, "function_name": config.function_name, "qualifier": config.qualifier}
         values = {"requested": config.requested, "last_modified": config.last_modified}
         with self._engine.begin() as conn:
-            if conn.execute(select(provisioned_concurrency.c.qualifier).where(where)).first() is None:
-                conn.execute(
-                    insert(provisioned_concurrency).values(
-                        region=config.region,
-                        function_name=config.function_name,
-                        qualifier=config.qualifier,
-                        **values,
-                    )
-                )
-            else:
-                conn.execute(update(provisioned_concurrency).where(where).values(**values))
+            upsert(conn, provisioned_concurrency, key, values)
 
     def delete_provisioned(self, region: str, function_name: str, qualifier: str | None = None) -> None:
         """The config of one qualifier, or (``qualifier`` None) every config of the function."""

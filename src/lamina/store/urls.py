@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, Column, Engine, Integer, String, Table, and_, delete, insert, select, update
+from sqlalchemy import JSON, Column, Engine, Integer, String, Table, and_, delete, select
 
-from lamina.store.db import metadata
+from lamina.store.db import metadata, upsert
 
 function_urls = Table(
     "function_urls",
@@ -73,11 +73,6 @@ class UrlRows:
 
     def put_url_config(self, config: UrlConfig) -> None:
         t = function_urls
-        where = and_(
-            t.c.region == config.region,
-            t.c.function_name == config.function_name,
-            t.c.qualifier == config.qualifier,
-        )
         values = {
             "url_id": config.url_id,
             "port": config.port,
@@ -85,18 +80,9 @@ class UrlRows:
             "creation_time": config.creation_time,
             "last_modified_time": config.last_modified_time,
         }
+        key = {"region": config.region, "function_name": config.function_name, "qualifier": config.qualifier}
         with self._engine.begin() as conn:
-            if conn.execute(select(t.c.qualifier).where(where)).first() is None:
-                conn.execute(
-                    insert(t).values(
-                        region=config.region,
-                        function_name=config.function_name,
-                        qualifier=config.qualifier,
-                        **values,
-                    )
-                )
-            else:
-                conn.execute(update(t).where(where).values(**values))
+            upsert(conn, t, key, values)
 
     def delete_url_configs(self, region: str, function_name: str, qualifier: str | None = None) -> None:
         """The URL of one qualifier, or (``qualifier`` None) every URL of the function."""

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, and_, delete, insert, select, update
 
 from lamina.model.alias import Alias
 from lamina.model.function import FunctionVersion
-from lamina.store.db import aliases, function_versions, version_counters
+from lamina.store.db import aliases, function_versions, upsert, version_counters
 
 
 class VersionRows:
@@ -54,23 +54,9 @@ class VersionRows:
         return [Alias.from_row(r) for r in rows]
 
     def put_alias(self, alias: Alias) -> None:
-        key = and_(
-            aliases.c.region == alias.region,
-            aliases.c.function_name == alias.function_name,
-            aliases.c.name == alias.name,
-        )
+        key = {"region": alias.region, "function_name": alias.function_name, "name": alias.name}
         with self._engine.begin() as conn:
-            if conn.execute(select(aliases.c.name).where(key)).first() is None:
-                conn.execute(
-                    insert(aliases).values(
-                        region=alias.region,
-                        function_name=alias.function_name,
-                        name=alias.name,
-                        data=alias.to_row(),
-                    )
-                )
-            else:
-                conn.execute(update(aliases).where(key).values(data=alias.to_row()))
+            upsert(conn, aliases, key, {"data": alias.to_row()})
 
     def delete_alias(self, region: str, function_name: str, name: str) -> None:
         with self._engine.begin() as conn:
