@@ -19,8 +19,9 @@ from lamina.api import events_view
 from lamina.errors import AwsError, render_json, render_rest_json
 from lamina.protocol import parse_request, serialize_response
 from lamina.protocol.cloudwatch_wire import protocol_of as cloudwatch_protocol  # issue 7 item 4
+from lamina.protocol.response import EVENT_STREAM
 from lamina.types import RequestContext
-from lamina.web.connection import Reply, Request
+from lamina.web.connection import Reply, Request, Streamed
 
 if TYPE_CHECKING:  # the platform imports the app
     from botocore.model import OperationModel
@@ -95,7 +96,7 @@ class LaminaApp:
         op_name = route[0].name if isinstance(route, tuple) else "Unknown"
         return self._error(req, _too_large(op_name, limit), self._p.ids.request_id())
 
-    async def handle(self, req: Request) -> Reply:
+    async def handle(self, req: Request) -> Reply | Streamed:
         request_id = self._p.ids.request_id()
         path = req.path
         try:
@@ -132,7 +133,7 @@ class LaminaApp:
 
     # -- AWS's API -------------------------------------------------------------------------
 
-    async def _api(self, req: Request, request_id: str) -> Reply:
+    async def _api(self, req: Request, request_id: str) -> Reply | Streamed:
         p = self._p
         method = req.method
         raw_path, raw_query, body = req.path, req.query, req.body
@@ -171,6 +172,11 @@ class LaminaApp:
             trace_id=hmap.get("x-amzn-trace-id"),
         )
         result = await handler(ctx, params)
+        events = result.get("EventStream")
+        if events is not None and not isinstance(events, bytes):  # an event stream, as it comes
+            status, out_headers, _ = serialize_response(op, {**result, "EventStream": None})
+            out_headers += [(b"content-type", EVENT_STREAM), (b"x-amzn-requestid", request_id.encode())]
+            return Streamed(status, out_headers, events)
         status, out_headers, out_body = serialize_response(op, result)
         out_headers.append((b"x-amzn-requestid", request_id.encode()))
         return status, out_headers, out_body

@@ -4,9 +4,38 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
+import pytest
+
 from .conftest import create_function
+from .test_custom_runtimes import BASE_PYTHON, provided
+
+# A custom runtime that streams its response (Runtime API streaming mode, chunked): one chunk,
+# then -- as if it were still working -- another 1.5 s later.
+STREAMING_BOOTSTRAP = f"""#!{BASE_PYTHON}
+import http.client, json, os, time
+
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+conn = http.client.HTTPConnection(host, int(port))
+while True:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    resp = conn.getresponse()
+    rid = resp.getheader("Lambda-Runtime-Aws-Request-Id")
+    event = json.loads(resp.read())
+
+    def body():
+        yield b"first;"
+        time.sleep(event.get("pause", 0))
+        yield b"second;"
+        yield json.dumps(event).encode()
+
+    conn.request("POST", f"/2018-06-01/runtime/invocation/{{rid}}/response", body=body(),
+                 headers={{"Lambda-Runtime-Function-Response-Mode": "streaming",
+                          "Transfer-Encoding": "chunked"}}, encode_chunked=True)
+    conn.getresponse().read()
+"""
 
 
 def events(resp: Any) -> list[dict[str, Any]]:
@@ -44,3 +73,66 @@ def test_stream_dry_run_and_missing_function(lam: Any) -> None:
     except lam.exceptions.ResourceNotFoundException:
         return
     raise AssertionError("expected ResourceNotFoundException")
+
+
+def test_a_streaming_runtime_streams_to_the_caller(lam: Any) -> None:
+    name = provided(lam, {"bootstrap": STREAMING_BOOTSTRAP})
+    lam.invoke(FunctionName=name, Payload=b"{}")  # warm, so timing below is the stream's alone
+    t0 = time.monotonic()
+    resp = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"pause": 1.5}).encode())
+    arrivals: list[tuple[float, bytes]] = []
+    complete: dict[str, Any] = {}
+    for ev in resp["EventStream"]:
+        if "PayloadChunk" in ev:
+            arrivals.append((time.monotonic() - t0, ev["PayloadChunk"]["Payload"]))
+        else:
+            complete = ev["InvokeComplete"]
+    total = time.monotonic() - t0
+    assert b"".join(c for _, c in arrivals) == b'first;second;{"pause": 1.5}'
+    assert arrivals[0][1] == b"first;" and len(arrivals) >= 2
+    # the first chunk reached the caller while the function was still working (1.5 s to go)
+    assert arrivals[0][0] < total - 1.0
+    assert "ErrorCode" not in complete
+
+
+def test_plain_invoke_of_a_streaming_function_gets_it_whole(lam: Any) -> None:
+    name = provided(lam, {"bootstrap": STREAMING_BOOTSTRAP})
+    resp = lam.invoke(FunctionName=name, Payload=b'{"n": 1}')
+    assert resp["Payload"].read() == b'first;second;{"n": 1}'
+
+
+NODE_STREAMING = """
+export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream.setContentType('text/plain');
+  responseStream.write('first;');
+  await new Promise((resolve) => setTimeout(resolve, event.pause || 0));
+  if (event.fail) throw new RangeError('midway');
+  responseStream.write('second;');
+  responseStream.end('done');
+});
+"""
+
+
+def test_node_streamify_response_streams_live(lam: Any) -> None:
+    from .test_nodejs import MAJOR, RUNTIME
+
+    if MAJOR is None or MAJOR < 18:
+        pytest.skip("no node >= 18 on this host")
+    name = create_function(lam, {"index.mjs": NODE_STREAMING}, Runtime=RUNTIME, Handler="index.handler")
+    lam.invoke(FunctionName=name, Payload=b"{}")  # warm
+    t0 = time.monotonic()
+    resp = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"pause": 1500}).encode())
+    arrivals = [
+        (time.monotonic() - t0, ev["PayloadChunk"]["Payload"])
+        for ev in resp["EventStream"]
+        if "PayloadChunk" in ev
+    ]
+    total = time.monotonic() - t0
+    assert b"".join(c for _, c in arrivals) == b"first;second;done"
+    assert arrivals[0][0] < total - 1.0  # the first write reached the caller before the pause ended
+    # an error after the first byte: the stream so far, then InvokeComplete naming it
+    got = list(lam.invoke_with_response_stream(FunctionName=name, Payload=b'{"fail": true}')["EventStream"])
+    assert b"".join(e["PayloadChunk"]["Payload"] for e in got if "PayloadChunk" in e) == b"first;"
+    complete = got[-1]["InvokeComplete"]
+    assert complete["ErrorCode"] == "Unhandled"
+    assert json.loads(complete["ErrorDetails"])["errorType"] == "RangeError"

@@ -120,10 +120,24 @@ class FakeRuntimeAPI:
                     return
                 self.reply(503)
 
+            def read_chunked(self, headers: dict[str, str]) -> bytes:
+                """A chunked body; its trailers join ``headers``."""
+                parts = []
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()
+                while (line := self.rfile.readline().strip()) != b"":
+                    name, _, value = line.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                return b"".join(parts)
+
             def do_POST(self) -> None:
                 api.peers.append(self.client_address[:2])
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if headers.get("transfer-encoding") == "chunked":  # a streamed response
+                    body = self.read_chunked(headers)
+                else:
+                    body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 match = re.fullmatch(r"/2018-06-01/runtime/invocation/([^/]+)/(response|error)", self.path)
                 if match:
                     kind, request_id = match.group(2), match.group(1)
@@ -579,9 +593,10 @@ def test_handler_forms_and_module_kinds(
     rt = start(handler)
     post = rt.invoke({})
     assert post.kind == "response"
-    if handler == "streaming.handler":  # buffered: the stream's bytes are the response
+    if handler == "streaming.handler":  # streamed to the Runtime API as it is written
         assert post.body == b"hello stream"
         assert post.headers["content-type"] == "text/plain"
+        assert post.headers["lambda-runtime-function-response-mode"] == "streaming"
     else:
         assert post.json() == expected
     assert rt.invoke({}).kind == "response"  # and the loop goes on

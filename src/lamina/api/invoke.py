@@ -1,12 +1,14 @@
-"""Invoke: RequestResponse, Event (durable 202) and DryRun."""
+"""Invoke: RequestResponse, Event (durable 202) and DryRun; InvokeWithResponseStream."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+from dataclasses import replace
 
 from lamina.execution.types import InvocationInput
 from lamina.functions.service import FunctionService
 from lamina.ids import IdFactory
+from lamina.invocation import streaming
 from lamina.invocation.service import (
     ASYNC_PAYLOAD_MAX,
     SYNC_PAYLOAD_MAX,
@@ -14,7 +16,7 @@ from lamina.invocation.service import (
     check_payload,
     decode_client_context,
 )
-from lamina.protocol import eventstream
+from lamina.model.function import FunctionVersion
 from lamina.types import Handler, Output, Params, RequestContext
 
 
@@ -23,15 +25,12 @@ def handlers(
 ) -> dict[str, Handler]:
     account = functions.account_id
 
-    async def invoke(ctx: RequestContext, p: Params) -> Output:
+    def prepare(ctx: RequestContext, p: Params, kind: str) -> tuple[FunctionVersion, InvocationInput]:
         # An alias's weights are drawn here, per invoke: the version that runs is the one reported.
         fv = functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier"), routed=True)
-        kind = p.get("InvocationType") or "RequestResponse"
         payload: bytes = p.get("Payload") or b""
         check_payload(payload, ASYNC_PAYLOAD_MAX if kind == "Event" else SYNC_PAYLOAD_MAX)
         client_context = decode_client_context(p.get("ClientContext"))
-        if kind == "DryRun":
-            return {"StatusCode": 204}
         # The ARN as the caller named it: qualified only when they qualified it.
         qualifier = p.get("Qualifier") or (p["FunctionName"].split("function:")[-1].partition(":")[2] or None)
         inv = InvocationInput(
@@ -42,6 +41,13 @@ def handlers(
             trace_id=ctx.trace_id or ids.trace_id(),
             trace_generated=ctx.trace_id is None,
         )
+        return fv, inv
+
+    async def invoke(ctx: RequestContext, p: Params) -> Output:
+        kind = p.get("InvocationType") or "RequestResponse"
+        fv, inv = prepare(ctx, p, kind)
+        if kind == "DryRun":
+            return {"StatusCode": 204}
         if kind == "Event":
             await invocations.enqueue(fv, inv, fv.version)
             return {"StatusCode": 202}
@@ -54,25 +60,24 @@ def handlers(
         return out
 
     async def invoke_with_response_stream(ctx: RequestContext, p: Params) -> Output:
-        """The response as an event stream: PayloadChunk events, then InvokeComplete (with the
-        error, if the function failed, and the log tail when asked for).  Functions answer whole
-        today, so the payload is one chunk."""
+        """The response as an event stream (lamina.invocation.streaming): chunks as a streaming
+        runtime sends them, or the whole response as one chunk; then InvokeComplete."""
         kind = p.get("InvocationType") or "RequestResponse"
+        fv, inv = prepare(ctx, p, kind)
         if kind == "DryRun":
-            fv = functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier"), routed=True)
             return {"StatusCode": 204, "ExecutedVersion": fv.version}
-        out = await invoke(ctx, {**p, "InvocationType": "RequestResponse"})
-        payload: bytes = out["Payload"]
-        complete: dict[str, str] = {}
-        events = []
-        if "FunctionError" in out:
-            complete["ErrorCode"] = out["FunctionError"]
-            complete["ErrorDetails"] = payload.decode(errors="replace")
-        elif payload:
-            events.append(eventstream.event("PayloadChunk", payload, "application/octet-stream"))
-        if "LogResult" in out:
-            complete["LogResult"] = out["LogResult"]
-        events.append(eventstream.event("InvokeComplete", json.dumps(complete).encode(), "application/json"))
-        return {"StatusCode": 200, "ExecutedVersion": out["ExecutedVersion"], "EventStream": b"".join(events)}
+        queue = streaming.ChunkQueue()
+        task = asyncio.ensure_future(
+            invocations.invoke(fv, replace(inv, stream=queue.put), tail=p.get("LogType") == "Tail")
+        )
+        out: Output = {"StatusCode": 200, "ExecutedVersion": fv.version}
+        if await queue.started(task):  # errors before any chunk (throttles, ...) raise here
+            out["EventStream"] = streaming.streamed_events(queue, task)
+        else:
+            result = task.result()
+            out["EventStream"] = streaming.whole_events(
+                result.function_error, result.payload, result.log_tail
+            )
+        return out
 
     return {"Invoke": invoke, "InvokeWithResponseStream": invoke_with_response_stream}

@@ -172,7 +172,7 @@ class ApiEnvironment(Environment):
             self.api.notify_extensions(api_inv)
             return await super().run(inv)
         t0 = time.perf_counter()
-        answer_future = self.api.send_invoke(api_inv)
+        answer_future = self.api.send_invoke(api_inv, inv.stream)
         self._deadlines.add(self, self._timeout_s, self._on_timeout)
         try:
             answer = await answer_future

@@ -54,6 +54,7 @@ from lamina.execution.runtime_http import (
     NOT_FOUND,
     Connection,
     Request,
+    StreamSink,
     error_response,
     go_json,
     http_response,
@@ -148,6 +149,7 @@ class RuntimeApiServer:
         self._state = STARTED
         self._parked: deque[Connection] = deque()  # the runtime's GET next requests
         self._current_id = b""  # request id of the last invocation handed in
+        self._stream: StreamSink | None = None
         self._inv_head = b""
         self._inv_payload = b""
         self._inv_pending = False  # handed in, not yet given to the runtime
@@ -241,7 +243,9 @@ class RuntimeApiServer:
         self._idle_waiters.append(fut)
         return fut
 
-    def send_invoke(self, inv: ApiInvocation) -> asyncio.Future[RuntimeAnswer]:
+    def send_invoke(
+        self, inv: ApiInvocation, stream: StreamSink | None = None
+    ) -> asyncio.Future[RuntimeAnswer]:
         """Hand ``inv`` to the runtime's parked ``GET next`` (or the next one) and INVOKE to the
         extensions subscribed to it; the future resolves at the runtime's response or error."""
         assert self._loop is not None, "start() first"
@@ -256,6 +260,7 @@ class RuntimeApiServer:
             fut.set_result(self._init_failure)
             return fut
         self._current_id = inv.request_id.encode()
+        self._stream = stream  # a streaming caller's sink: a streamed response's chunks go there live
         self._inv_head = render_invocation_head(inv)
         self._inv_payload = inv.payload
         self._inv_pending = True
@@ -384,6 +389,18 @@ class RuntimeApiServer:
         if conn in self._parked:
             self._parked.remove(conn)
         self._registry.forget_sink(conn)
+
+    def stream_sink(self, method: bytes, url: bytes, headers: dict[bytes, bytes]) -> StreamSink | None:
+        """The caller's sink, for the streamed response of the invocation running now."""
+        if (
+            self._stream is None
+            or method != b"POST"
+            or headers.get(b"lambda-runtime-function-response-mode") != b"streaming"
+            or self._state != RUNNING
+            or url != b"/2018-06-01/runtime/invocation/" + self._current_id + b"/response"
+        ):
+            return None
+        return self._stream
 
     def dispatch(self, conn: Connection, req: Request) -> bytes | None:
         """The response to ``req``, or None when ``conn`` was (or will be) answered by ``respond``."""

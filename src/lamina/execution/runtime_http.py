@@ -158,6 +158,15 @@ class Router(Protocol):
 
     def connection_lost(self, conn: Connection) -> None: ...
 
+    def stream_sink(self, method: bytes, url: bytes, headers: dict[bytes, bytes]) -> StreamSink | None:
+        """Where the body of this request goes as it arrives (a streamed invocation response), or
+        None: the body is handed over whole with the request, as usual."""
+        ...
+
+
+StreamSink = Callable[[bytes], None]
+STREAMED_LIMIT = 20 * 1024 * 1024  # AWS: a streamed response may be up to 20 MB
+
 
 class Connection(Http1Connection[Request]):
     """One client connection: parses requests, answers them in order (see the module docstring)."""
@@ -172,7 +181,9 @@ class Connection(Http1Connection[Request]):
         self.allowed = True
         self._serving = False
         self._keep = True  # keep-alive of the request being answered
+        self._base_limit = limit
         self._limit = limit  # body bytes kept; past it a request is oversize
+        self._sink: StreamSink | None = None  # where a streamed response's chunks go as they come
         self._allowed_pids = allowed_pids
         # the request being parsed
         self._headers: dict[bytes, bytes] = {}
@@ -230,6 +241,10 @@ class Connection(Http1Connection[Request]):
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        self._limit = self._base_limit
+        self._sink = self.router.stream_sink(self.parser.get_method(), self._url, self._headers)
+        if self._sink is not None:
+            self._limit = STREAMED_LIMIT
         if self._headers.get(b"expect", b"").lower() == b"100-continue" and not self.busy and not self._queue:
             # curl holds a body over 1 KiB back until told to go on (Go's server says so on reading)
             assert self.transport is not None
@@ -239,6 +254,8 @@ class Connection(Http1Connection[Request]):
         size = self._size + len(body)
         if size <= self._limit:
             self._body.append(body)
+            if self._sink is not None:
+                self._sink(body)
         self._size = size  # past the limit: counted (AWS reports the size), not kept
 
     def on_message_complete(self) -> None:

@@ -70,6 +70,9 @@ class InvocationInput:
     cognito_identity: str | None = None  # JSON text, when present
     trace_id: str | None = None
     trace_generated: bool = False  # lamina made trace_id up (the caller sent none)
+    # Response streaming: where the function's response bytes go as the runtime produces them
+    # (a runtime that streams; the outcome's payload still holds them all).  None: buffered.
+    stream: Callable[[bytes], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import asyncio
 import http
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Protocol
 
 from lamina.web.http1 import Http1Connection
@@ -35,6 +35,20 @@ MAX_HEAD_BYTES = 64 * 1024  # request line + headers; more is refused with 431
 BIG_BODY = 64 * 1024  # above this a response body is written after its head instead of copied into it
 
 Headers = list[tuple[bytes, bytes]]
+
+
+class Streamed:
+    """A reply whose body is written as it is produced (``Transfer-Encoding: chunked``): response
+    streaming.  ``chunks`` is closed (``aclose``) if the client goes away first."""
+
+    __slots__ = ("chunks", "headers", "status")
+
+    def __init__(self, status: int, headers: Headers, chunks: AsyncIterator[bytes]) -> None:
+        self.status = status
+        self.headers = headers
+        self.chunks = chunks
+
+
 Reply = tuple[int, Headers, bytes]  # status, headers (without content-length), body
 
 _STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
@@ -115,7 +129,7 @@ class FrontApp(Protocol):
         """The reply for a body that has grown past ``limit``."""
         ...
 
-    def handle(self, request: Request) -> Awaitable[Reply]: ...
+    def handle(self, request: Request) -> Awaitable[Reply | Streamed]: ...
 
 
 class FrontConnection(Http1Connection[Request]):
@@ -264,15 +278,47 @@ class FrontConnection(Http1Connection[Request]):
         self._resume_if_drained()
 
     async def _run(self, request: Request) -> None:
+        reply: Reply | Streamed
         try:
             reply = await self._app.handle(request)
         except Exception:  # the app renders its own errors: this is a bug, answered as one
             log.exception("request handling failed")
             reply = (500, [(b"content-type", b"text/plain; charset=utf-8")], b"Internal Server Error")
-        if not self.closed:
+        if isinstance(reply, Streamed):
+            await self._stream(request, reply)
+        elif not self.closed:
             self._finish(request, reply)
-            if not self.busy:
-                self._serve()
+        if not self.busy and not self.closed:
+            self._serve()
+
+    async def _stream(self, request: Request, reply: Streamed) -> None:
+        """Write the head, then each chunk as it comes (chunked encoding), then the last chunk."""
+        chunks = reply.chunks
+        try:
+            if self.closed or self.transport is None:
+                return
+            headers = [h for h in reply.headers if h[0] not in (b"connection", b"content-length")]
+            close = not request.keep_alive or self.closing
+            head = render(reply.status, [*headers, (b"transfer-encoding", b"chunked")], b"", close=close)
+            # render() adds content-length: 0 -- a chunked reply has none
+            self.transport.write(head.replace(b"content-length: 0\r\n", b"", 1))
+            async for chunk in chunks:
+                if self.closed:
+                    return  # the client is gone: stop producing
+                if chunk:
+                    self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            if not self.closed:
+                self.transport.write(b"0\r\n\r\n")
+                self.busy = False
+                self.last_active = time.monotonic()
+                if close:
+                    self._abort(b"")
+        except Exception:
+            log.exception("streaming a response failed")
+            self._abort(b"")  # mid-body: the client sees a cut stream, not a second answer
+        finally:
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()
 
     def _finish(self, request: Request, reply: Reply) -> None:
         status, headers, body = reply

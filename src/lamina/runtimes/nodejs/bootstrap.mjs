@@ -15,8 +15,9 @@
  *   - callback handlers: a warning before nodejs24.x, an init error (Runtime.CallbackHandlerDeprecated)
  *     from nodejs24.x on .................................... WarningForCallbackHandlers.js,
  *                                                              function/callback-deprecation.ts
- *   - awslambda.streamifyResponse: accepted; the stream is buffered and posted as one response
- *     (what a plain Invoke of a streaming function returns on AWS).
+ *   - awslambda.streamifyResponse / HttpResponseStream: the response is streamed to the Runtime
+ *     API as it is written (a chunked POST in streaming mode; an error after the first byte goes
+ *     in trailers, as the RIC's ResponseStream.js does) ... UserFunction.js, HttpResponseStream.js
  *
  * The RIC posts results with a blocking native client; this one has a minimal HTTP/1.1 client
  * of its own over `net` (one persistent TCP_NODELAY connection, each request one write, answers
@@ -338,6 +339,23 @@ class Connection {
     socket.uncork();
   }
 
+  /** The head of a request whose body follows in pieces (`write`), then `finish` it.  The socket
+   * stays unref'd until then: the invocation's "empty event loop" must still be reachable. */
+  begin(head) {
+    this.socket.write(head, 'latin1');
+  }
+
+  write(data) {
+    this.socket.write(data);
+  }
+
+  /** The last bytes of a request begun with `begin`; its answer goes to `request`. */
+  finish(tail, request) {
+    if (this.waiting.length === 0) this.socket.ref();
+    this.waiting.push(request);
+    this.socket.write(tail, 'latin1');
+  }
+
   read(chunk, n) {
     let buf = chunk;
     let end = n;
@@ -652,14 +670,6 @@ function contentTypeLines(value) {
   return lines;
 }
 
-/** A streamed (buffered) response: bytes with the stream's content type. */
-function postStreamedResponse(body, contentType, id, callback) {
-  const head = `${INVOCATION_POST}${encodeURIComponent(id)}/response${REQUEST_TAIL}${contentTypeLines(
-    contentType,
-  )}Content-Length: ${body.length}\r\n\r\n`;
-  live().sendBuffer(head, body, postRequest(callback));
-}
-
 // ------------------------------------------------------------------------------ fatal paths
 // index.mjs / Runtime.js: an uncaught error posts an error (init or invocation), then exits.
 // The post goes on a fresh connection, so it never queues behind an in-flight GET.
@@ -882,37 +892,76 @@ if (!(env.AWS_LAMBDA_NODEJS_NO_GLOBAL_AWSLAMBDA === '1' || env.AWS_LAMBDA_NODEJS
   };
 }
 
-function bufferedResponseStream() {
-  const chunks = [];
+/**
+ * The response stream of a streaming invocation, posted as it is written: the head at the first
+ * byte (the content type can be set until then), each write one chunk, the end a last chunk --
+ * or, after an error, trailers naming it (Lambda-Runtime-Function-Error-Type / -Body base64).
+ */
+function liveResponseStream(id) {
+  const conn = live();
   let contentType = 'application/octet-stream';
   let started = false;
+  let headSent = false;
+  const sendHead = () => {
+    if (headSent) return;
+    headSent = true;
+    conn.begin(
+      `${INVOCATION_POST}${encodeURIComponent(id)}/response${REQUEST_TAIL}${contentTypeLines(contentType)}` +
+        'Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n' +
+        'Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n',
+    );
+  };
   const stream = new Writable({
     write(chunk, _encoding, cb) {
-      chunks.push(chunk);
+      sendHead();
+      if (chunk.length) {
+        conn.write(`${chunk.length.toString(16)}\r\n`);
+        conn.write(chunk);
+        conn.write('\r\n');
+      }
       cb();
     },
   });
-  const write = stream.write.bind(stream);
-  stream.write = (chunk, encoding, cb) => {
+  const firstWrite = () => {
     if (!started) {
       started = true;
       if (typeof stream._onBeforeFirstWrite === 'function') stream._onBeforeFirstWrite(write);
     }
+  };
+  const write = stream.write.bind(stream);
+  stream.write = (chunk, encoding, cb) => {
+    firstWrite();
     return write(chunk, encoding, cb);
   };
   const end = stream.end.bind(stream);
   stream.end = (chunk, encoding, cb) => {
-    if (!started) {
-      started = true;
-      if (typeof stream._onBeforeFirstWrite === 'function') stream._onBeforeFirstWrite(write);
-    }
+    firstWrite();
     return end(chunk, encoding, cb);
   };
   stream.setContentType = (value) => {
     if (started) throw new InvalidStreamingOperation('Cannot set content-type, too late.');
     contentType = value;
   };
-  return { stream, body: () => Buffer.concat(chunks), contentType: () => contentType };
+  return {
+    stream,
+    /** The stream ended: the last chunk; `callback` once the Runtime API answered. */
+    finish(callback) {
+      sendHead();
+      conn.finish('0\r\n\r\n', postRequest(callback));
+    },
+    /** Did any byte go out (then an error can only be reported in trailers)? */
+    begun: () => headSent,
+    /** An error after the stream began: its type and body in trailers. */
+    failInTrailers(error, callback) {
+      const body = toRapidResponse(error);
+      const kind = headerValue(body.errorType || 'Runtime.Unknown');
+      const encoded = Buffer.from(JSON.stringify(body)).toString('base64');
+      conn.finish(
+        `0\r\nLambda-Runtime-Function-Error-Type: ${kind}\r\nLambda-Runtime-Function-Error-Body: ${encoded}\r\n\r\n`,
+        postRequest(callback),
+      );
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------- context
@@ -1132,18 +1181,22 @@ function run(handler) {
         waitForEmptyEventLoop = value;
       },
     };
-    const buffered = bufferedResponseStream();
+    const live = liveResponseStream(invokeId);
     const fail = (err) => {
       beforeExit.reset();
       if (exiting) return;
       logError('Invoke Error', err);
-      postInvocationError(err, invokeId, scheduleIteration);
+      if (live.begun()) {
+        live.failInTrailers(intoError(err), scheduleIteration);
+      } else {
+        postInvocationError(err, invokeId, scheduleIteration);
+      }
     };
     try {
       setErrorCallbacks(invokeId);
       beforeExit.set(scheduleIteration);
       const ctx = attachEnvironmentData(context, headers);
-      const handlerResult = handler(JSON.parse(bodyJson), buffered.stream, ctx);
+      const handlerResult = handler(JSON.parse(bodyJson), live.stream, ctx);
       if (!isPromise(handlerResult)) {
         fail('Streaming does not support non-async handlers.');
         return;
@@ -1152,15 +1205,13 @@ function run(handler) {
       if (typeof result !== 'undefined') {
         console.warn('Streaming handlers ignore return values.');
       }
-      if (!buffered.stream.writableFinished) {
+      if (!live.stream.writableFinished) {
         fail('Response stream is not finished.');
         return;
       }
       beforeExit.reset();
       if (exiting) return;
-      const body = buffered.body();
-      const send = () =>
-        postStreamedResponse(body, buffered.contentType(), invokeId, scheduleIteration);
+      const send = () => live.finish(scheduleIteration);
       if (waitForEmptyEventLoop) {
         beforeExit.set(() => setImmediate(send));
       } else {
