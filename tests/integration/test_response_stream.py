@@ -136,3 +136,41 @@ def test_node_streamify_response_streams_live(lam: Any) -> None:
     complete = got[-1]["InvokeComplete"]
     assert complete["ErrorCode"] == "Unhandled"
     assert json.loads(complete["ErrorDetails"])["errorType"] == "RangeError"
+
+
+PY_STREAMING = """
+import time
+from lamina_streaming import stream_response
+
+
+@stream_response
+def handler(event, context):
+    yield b"first;"
+    time.sleep(event.get("pause", 0))
+    if event.get("fail"):
+        raise KeyError("midway")
+    yield "second;"
+    yield b"done"
+"""
+
+
+def test_python_stream_response_helper(lam: Any) -> None:
+    name = create_function(lam, PY_STREAMING)
+    assert lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read() == b"first;second;done"
+    t0 = time.monotonic()
+    resp = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"pause": 1.5}).encode())
+    arrivals = [
+        (time.monotonic() - t0, ev["PayloadChunk"]["Payload"])
+        for ev in resp["EventStream"]
+        if "PayloadChunk" in ev
+    ]
+    total = time.monotonic() - t0
+    assert b"".join(c for _, c in arrivals) == b"first;second;done"
+    assert arrivals[0][0] < total - 1.0
+    got = list(lam.invoke_with_response_stream(FunctionName=name, Payload=b'{"fail": true}')["EventStream"])
+    assert b"".join(e["PayloadChunk"]["Payload"] for e in got if "PayloadChunk" in e) == b"first;"
+    complete = got[-1]["InvokeComplete"]
+    assert (
+        complete["ErrorCode"] == "Unhandled"
+        and json.loads(complete["ErrorDetails"])["errorType"] == "KeyError"
+    )

@@ -256,6 +256,8 @@ class Environment:
         watch = None if self.proc.cgroup is not None else RssWatch(self)
         try:
             header, payload = await self.channel.receive()
+            if header.get("t") == "chunk":  # a streaming handler: chunks first, then the end
+                header, payload = await self._streamed(inv, payload)
         except (TimedOutError, ChannelClosedError) as exc:
             return await self._failed(exc, t0)
         finally:
@@ -263,6 +265,24 @@ class Environment:
             if watch is not None:
                 watch.cancel()
         return self._answer(header, payload, t0)
+
+    async def _streamed(self, inv: InvocationInput, first: bytes) -> tuple[Header, bytes]:
+        """Chunk frames of a streaming handler (``lamina_streaming``), each handed to the caller's
+        stream sink as it comes, up to the end frame; its payload is the whole response."""
+        chunks = [first]
+        sink = inv.stream
+        if sink is not None:
+            sink(first)
+        while True:
+            header, payload = await self.channel.receive()
+            if header.get("t") != "chunk":
+                break
+            chunks.append(payload)
+            if sink is not None:
+                sink(payload)
+        if header.get("t") == "result":
+            payload = b"".join(chunks) + payload
+        return header, payload
 
     def _answer(self, header: Header, payload: bytes, t0: float) -> PhaseResult:
         duration = (time.perf_counter() - t0) * 1000

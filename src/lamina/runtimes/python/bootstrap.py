@@ -50,6 +50,7 @@ import sys
 import termios
 import time
 import traceback
+import types
 from json.decoder import JSONDecoder
 from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 
@@ -746,6 +747,7 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths, prelo
         return exec_runtime(chan, cfg["exec"], cfg["task_root"], opt_root)
     encoder = ResultEncoder(ensure_ascii=escapes_unicode(os.environ.get("AWS_EXECUTION_ENV", "")))
     setup_log_format(state, encoder)
+    install_streaming_module()
     try:
         handler = load_handler(cfg["handler"])
     except Exception as exc:
@@ -821,6 +823,11 @@ def max_rss_kb():
 def invoke_loop(chan, logs, handler, encoder, state):
     read, write, unread = chan.read, chan.write_raw, logs.unread
     environ = os.environ
+
+    def send_chunk(chunk):
+        flush_stdio()  # what the handler printed before this chunk is in the pipe first
+        write(CHUNK_HEADER, chunk)
+
     while True:
         header, payload = read()
         if header is None:
@@ -831,13 +838,13 @@ def invoke_loop(chan, logs, handler, encoder, state):
             environ["_X_AMZN_TRACE_ID"] = trace
         elif "_X_AMZN_TRACE_ID" in environ:  # as awslambdaric does
             del environ["_X_AMZN_TRACE_ID"]
-        kind, body = invoke(handler, header, payload, encoder)
+        kind, body = invoke(handler, header, payload, encoder, send_chunk)
         flush_stdio()  # everything printed is in the pipe before the engine sees the result
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         write(f'{{"t":"{kind}","rss_kb":{rss},"log_bytes":{unread()}}}'.encode(), body)
 
 
-def invoke(handler, header, payload, encoder):
+def invoke(handler, header, payload, encoder, send_chunk=None):
     request_id = header["id"]
     try:
         context = LambdaContext(header)
@@ -846,6 +853,13 @@ def invoke(handler, header, payload, encoder):
         except Exception as exc:
             raise Fault("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}") from None
         response = handler(event, context)
+        if getattr(handler, STREAM_MARK, False):
+            if send_chunk is None:  # no stream to the caller here: the chunks make the response
+                parts = []
+                stream_chunks(response, parts.append)
+                return "result", b"".join(parts)
+            stream_chunks(response, send_chunk)
+            return "result", b""
         if isinstance(response, bytes):
             return "result", response
         try:
@@ -858,6 +872,39 @@ def invoke(handler, header, payload, encoder):
         error = fault_from_exc(exc, request_id)
     log_error(error)
     return "error", json.dumps(error).encode()
+
+
+# ----------------------------------------------------------------------------- response streaming
+# AWS's Python runtimes do not stream; lamina offers it to handlers marked with
+# ``lamina_streaming.stream_response`` (a module this bootstrap provides): the handler returns
+# (or is) a generator of bytes/str chunks, each sent to the caller as it is produced.
+STREAM_MARK = "__lamina_stream_response__"
+CHUNK_HEADER = b'{"t":"chunk"}'
+
+
+def stream_response(handler):
+    """Mark ``handler`` as a streaming handler: what it yields is the response, chunk by chunk."""
+    setattr(handler, STREAM_MARK, True)
+    return handler
+
+
+def stream_chunks(response, send_chunk):
+    for chunk in response:
+        if isinstance(chunk, str):
+            chunk = chunk.encode()
+        elif not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise Fault(
+                "Runtime.MarshalError", f"A streamed chunk must be bytes or str, not {type(chunk).__name__}"
+            )
+        if chunk:
+            send_chunk(bytes(chunk))
+
+
+def install_streaming_module():
+    module = types.ModuleType("lamina_streaming")
+    module.stream_response = stream_response
+    module.__doc__ = "lamina's response streaming for Python handlers (docs/urls.md)."
+    sys.modules["lamina_streaming"] = module
 
 
 # ----------------------------------------------------------------------------- zygote
@@ -1017,6 +1064,7 @@ def run_api_client(address):
     environ = os.environ
     encoder = ResultEncoder(ensure_ascii=escapes_unicode(environ.get("AWS_EXECUTION_ENV", "")))
     setup_log_format(state, encoder)
+    install_streaming_module()
     try:
         handler = load_handler(environ.get("_HANDLER", ""))
     except Exception as exc:
