@@ -127,6 +127,6 @@ def offset_of(token: Any) -> int:
         offset = json.loads(base64.urlsafe_b64decode(str(token).encode()))["o"]
         if isinstance(offset, int) and offset >= 0:
             return offset
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
         pass
     raise CloudWatchError("InvalidNextToken", "The service cannot process the NextToken.")

@@ -70,7 +70,7 @@ def decode_token(kind: str, token: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         found, value = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+    except (binascii.Error, ValueError, TypeError, RecursionError):
         raise invalid(BAD_TOKEN) from None
     if found != kind:
         raise invalid(BAD_TOKEN)

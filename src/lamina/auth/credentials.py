@@ -128,7 +128,7 @@ def _read(path: Path, *, fix_mode: bool) -> Credentials | None:
         raw = f.read()
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         # Never include the content: it is the secret.
         raise ValueError(
             f"{path} is not valid JSON; fix it or delete it to generate new credentials"

@@ -44,7 +44,7 @@ def compile_pattern(pattern: str | dict[str, Any]) -> Matcher:
     if isinstance(pattern, str):
         try:
             pattern = json.loads(pattern)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise PatternError(f"the pattern is not valid JSON: {exc}") from None
     if not isinstance(pattern, dict):
         raise PatternError("the pattern must be a JSON object")

@@ -76,7 +76,7 @@ def filter_view(rec: dict[str, Any]) -> dict[str, Any]:
     body = rec["body"]
     try:
         parsed: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = body
     return {**rec, "body": parsed}
 
@@ -88,7 +88,7 @@ def failed_items(response: bytes, ids: set[str]) -> set[str] | None:
         return set()
     try:
         body = json.loads(response)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(body, dict):
         return set()

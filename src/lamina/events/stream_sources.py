@@ -143,7 +143,7 @@ class StreamSource:
         data = raw.get("Data", b"")
         try:
             return {"data": json.loads(data)}
-        except ValueError:
+        except (ValueError, RecursionError):
             return {"data": data.decode(errors="replace")}
 
     def batch_info(self, shard_id: str, raws: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:

@@ -276,7 +276,7 @@ class _Window:
             return
         try:
             body = json.loads(response)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if isinstance(body, dict) and isinstance(body.get("state"), dict):
             self.state = body["state"]

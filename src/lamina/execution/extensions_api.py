@@ -110,7 +110,7 @@ def parse_register_body(body: bytes) -> list[str]:
         raise forbidden(ERR_INVALID_REQUEST, "unexpected end of JSON input")
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise forbidden(ERR_INVALID_REQUEST, f"invalid JSON: {exc}") from None
     if data is None:
         return []  # Go's json.Unmarshal of null into a struct: a no-op

@@ -25,7 +25,7 @@ def _error_type(payload: bytes) -> str:
     """The errorType of an error object a runtime posted (a custom runtime may post anything)."""
     try:
         error = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "Runtime.Unknown"
     kind = error.get("errorType") if isinstance(error, dict) else None
     return kind if isinstance(kind, str) and kind else "Runtime.Unknown"

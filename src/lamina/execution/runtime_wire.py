@@ -109,7 +109,7 @@ def error_cause_body(body: bytes) -> bytes:
     """
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return b'"Invalid error body"'
     if data is None:
         data = {}

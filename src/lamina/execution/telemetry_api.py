@@ -150,7 +150,7 @@ def parse_subscription(body: bytes) -> Subscription:
     """Validate a subscribe request as the emulator's JSON schema does."""
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SubscriptionInvalidError(f"failed to parse JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SubscriptionInvalidError("failed to parse JSON: expected a JSON object")

@@ -77,7 +77,7 @@ def _json_or_text(payload: bytes) -> Any:
         return None
     try:
         return json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return payload.decode(errors="replace")
 
 

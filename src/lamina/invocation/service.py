@@ -84,7 +84,7 @@ def decode_client_context(value: str | None) -> str | None:
         text = base64.b64decode(value, validate=True).decode()
         if not isinstance(json.loads(text), dict):
             raise ValueError("not an object")
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise AwsError(
             "InvalidRequestContentException", "Client context must be a valid Base64-encoded JSON object."
         ) from exc
@@ -100,7 +100,7 @@ def check_payload(payload: bytes, limit: int) -> None:
     if payload:
         try:
             json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise AwsError(
                 "InvalidRequestContentException",
                 f"Could not parse request body into json: Could not parse payload into json: {exc}",
@@ -112,7 +112,7 @@ def error_of(payload: bytes, function_error: str | None) -> tuple[str, str]:
     error payload, else the function error and the payload's text."""
     try:
         body = json.loads(payload) if payload else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         body = None
     if isinstance(body, dict):
         kind = str(body.get("errorType") or function_error or "")

@@ -84,7 +84,7 @@ def parse(protocol: str, path: bytes, hmap: Mapping[bytes, bytes], body: bytes) 
             op = form.pop("Action", "")
             form.pop("Version", None)
             params = unflatten(form)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedRequest(f"The request body could not be parsed as {protocol}: {exc}") from exc
     if not isinstance(params, dict):
         raise MalformedRequest("The request body must be a structure.")

@@ -64,7 +64,7 @@ class JsonProtocol:
         else:
             try:
                 document = json.loads(body)
-            except (UnicodeDecodeError, ValueError) as exc:
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
                 problem = f"Could not parse the request body as JSON: {exc}"
                 raise self._error("SerializationException", problem) from None
         if not isinstance(document, Mapping):

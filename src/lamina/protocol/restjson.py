@@ -160,6 +160,9 @@ def _json_value(shape: Shape, body: bytes) -> Any:
         raise AwsError(
             "InvalidRequestContentException", _PREFIX + exc.msg + _source(body, exc.lineno, exc.colno)
         ) from None
+    except (ValueError, RecursionError) as exc:  # nested too deep, a number too long to read
+        reason = "Nesting too deep" if isinstance(exc, RecursionError) else "Number too long"
+        raise AwsError("InvalidRequestContentException", _PREFIX + reason + _source(body, 1, 1)) from None
     try:
         return decoder(shape)(document)
     except BodyTypeError as exc:
@@ -271,7 +274,7 @@ def _to_timestamp(text: str, fmt: str) -> Any:
 def _to_json_value(text: str) -> Any:
     try:
         return json.loads(b64decode(text, validate=True))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _BadText("Member must be base64-encoded JSON") from None
 
 

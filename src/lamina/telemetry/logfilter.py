@@ -127,7 +127,7 @@ def _one_term(text: str, i: int) -> tuple[Term, int]:
 def _unescape(quoted: str) -> str:
     try:
         value = json.loads(quoted)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise FilterPatternError(f"invalid quoted term {quoted}") from None
     if not isinstance(value, str):
         raise FilterPatternError(f"invalid quoted term {quoted}")
@@ -143,7 +143,7 @@ def _json_match(test: JsonTest, message: str) -> bool:
         return False
     try:
         document = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(document, dict) and test(document)
 

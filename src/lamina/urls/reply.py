@@ -74,7 +74,7 @@ def function_reply(payload: bytes, function_error: str | None) -> Reply:
         return bad_gateway()
     try:
         result = json.loads(payload) if payload else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return bad_gateway()
     if isinstance(result, dict) and "statusCode" in result:
         return _structured(result) or bad_gateway()
