@@ -34,8 +34,10 @@ DEFAULT_BODY_MAX = 69905067  # AWS: 50 MB of zip, base64-encoded in the JSON bod
 UNROUTED_BODY_MAX = 1024 * 1024
 # lamina's own read API (not AWS's): signed like every API request, unlike the rest of /_lamina/.
 LAMINA_API_PREFIX = "/_lamina/functions/"
+LAMINA_SCHEDULES = "/_lamina/schedules"  # issue 9: `lamina schedules` (next and last firings)
 _INTERNAL = b"/_lamina/"
 _LAMINA_API = LAMINA_API_PREFIX.encode()
+_SIGNED_LAMINA = (_LAMINA_API, LAMINA_SCHEDULES.encode())
 _JSON_TYPE = [(b"content-type", b"application/json")]
 
 Route = tuple["OperationModel", dict[str, str]]
@@ -62,7 +64,7 @@ class LaminaApp:
         """The body limit of ``req``'s route; or its refusal: unsigned requests and declared
         oversized bodies are answered before a byte of the body is read (or buffered)."""
         path = req.path
-        if path.startswith(_INTERNAL) and not path.startswith(_LAMINA_API):
+        if path.startswith(_INTERNAL) and not path.startswith(_SIGNED_LAMINA):
             return UNROUTED_BODY_MAX
         hmap = req.hmap
         try:
@@ -70,7 +72,7 @@ class LaminaApp:
                 # nobody may send one: the verifier says why (missing token, ...)
                 self._p.verifier.verify(req.method, path, req.query, req.headers, b"")
             limit, op_name = UNROUTED_BODY_MAX, "Unknown"
-            if b"x-amz-target" not in hmap and not path.startswith(_LAMINA_API):
+            if b"x-amz-target" not in hmap and not path.startswith(_SIGNED_LAMINA):
                 route = self._p.router.match(req.method, path.decode("latin-1"), req.query.decode("latin-1"))
                 req.route = route
                 if route is not None:
@@ -93,7 +95,7 @@ class LaminaApp:
         path = req.path
         try:
             if path.startswith(_INTERNAL):
-                if path.startswith(_LAMINA_API):
+                if path.startswith(_SIGNED_LAMINA):
                     return await self._lamina_api(req, request_id)
                 return await self._internal(req)
             return await self._api(req, request_id)
@@ -122,6 +124,14 @@ class LaminaApp:
         identity = p.verifier.verify(method, raw_path, raw_query, req.headers, body)
         hmap = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.hmap.items()}
         target = hmap.get("x-amz-target")
+        prefix, _, operation = (target or "").partition(".")
+        service = p.json_services.get(prefix)
+        if service is not None:  # json-protocol services (CloudWatch Logs): one handle() each
+            host = hmap.get("host") or f"{p.settings.host}:{p.settings.port}"
+            jctx = RequestContext(request_id, identity.region, identity.access_key_id, f"http://{host}")
+            out = await service.handle(operation, body, jctx)
+            json_type = (b"content-type", b"application/x-amz-json-1.1")
+            return 200, [json_type, (b"x-amzn-requestid", request_id.encode())], out
         route: Route | None = req.route  # type: ignore[assignment]  # admit put it there
         if route is None:
             if target:
@@ -155,6 +165,9 @@ class LaminaApp:
         p = self._p
         identity = p.verifier.verify(req.method, req.path, req.query, req.headers, req.body)
         path = req.path.decode("latin-1")
+        if path == LAMINA_SCHEDULES and req.method == "GET":  # issue 9
+            view = {"Timers": p.scheduler.view(identity.region)}
+            return 200, [*_JSON_TYPE, (b"x-amzn-requestid", request_id.encode())], json.dumps(view).encode()
         parts = path[len(LAMINA_API_PREFIX) :].split("/")
         if req.method != "GET" or len(parts) != 2 or not parts[0] or parts[1] != "events":
             raise AwsError("UnknownOperationException", f"No lamina operation matches {req.method} {path}.")

@@ -78,7 +78,8 @@ def parse_expression(text: str, zone: ZoneInfo, *, allow_at: bool = True) -> Exp
         if not allow_at:
             raise ExpressionError(text)
         try:
-            naive = datetime(*(int(g) for g in m.groups()))  # type: ignore[misc]
+            y, mo, d, h, mi, sec = (int(g) for g in m.groups())
+            naive = datetime(y, mo, d, h, mi, sec)
         except ValueError as exc:
             raise ExpressionError(text) from exc
         return At(naive.replace(tzinfo=zone).astimezone(UTC))

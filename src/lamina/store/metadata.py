@@ -24,6 +24,7 @@ from lamina.store.event_invoke import EventInvokeRows
 from lamina.store.failed_events import FailedEventRows
 from lamina.store.policy import PolicyRows
 from lamina.store.provisioned import ProvisionedRows
+from lamina.store.timers import TimerRows
 from lamina.store.versions import VersionRows
 
 T = TypeVar("T")
@@ -75,6 +76,7 @@ class MetadataStore(
     DeliveryRows,
     FailedEventRows,
     EsmRows,
+    TimerRows,
 ):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
