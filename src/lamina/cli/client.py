@@ -667,9 +667,10 @@ def credentials(*, export: bool, conn: Connection) -> None:
 def register_client_commands(group: click.Group) -> None:
     from lamina.cli.events import events  # it imports this module
     from lamina.cli.runtimes import runtimes
+    from lamina.cli.schedules import schedules
     from lamina.cli.sources import sources
     from lamina.cli.versions import register_version_commands  # it imports this module
 
-    for command in (deploy, invoke, ls, rm, credentials, runtimes, events, sources):
+    for command in (deploy, invoke, ls, rm, credentials, runtimes, events, sources, schedules):
         group.add_command(command)
     register_version_commands(group)
