@@ -348,3 +348,30 @@ def test_json_path() -> None:
     assert json_path(doc, "$") == doc
     assert json_path(doc, "$.a.b") == [1]
     assert json_path(doc, "$.missing") is None
+
+
+def test_a_row_replaced_during_the_commit_is_advanced_too(store: MetadataStore) -> None:
+    """The API replaced the timer (same next firing, e.g. new targets) while the firing committed:
+    the replacement must not fire the same time again."""
+
+    async def go() -> None:
+        sched = make(store, Clock(T0))
+        row = await add(sched, store, schedule("s", "rate(1 minute)"), T0 - 1)
+        replacement = TimerRow(row.kind, row.region, row.scope, row.name, dict(row.data), row.anchor)
+        replacement.next_fire, replacement.next_nominal = row.next_fire, row.next_nominal
+        real_call = store.call
+
+        async def racing_call(fn: Any, *args: Any) -> Any:
+            if getattr(fn, "__name__", "") == "fire_timer":
+                sched.put(replacement)
+            return await real_call(fn, *args)
+
+        store.call = racing_call  # type: ignore[method-assign]
+        try:
+            await sched._fire(row, T0)
+        finally:
+            store.call = real_call  # type: ignore[method-assign]
+        assert sched.get(row.key) is replacement
+        assert replacement.next_fire == T0 + 60 and replacement.last_fire == T0
+
+    run(go)

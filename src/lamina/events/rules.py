@@ -153,13 +153,13 @@ class RuleService:
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     async def _replace_targets(self, old: TimerRow, targets: list[dict[str, Any]]) -> None:
-        row = TimerRow(
-            old.kind, old.region, old.scope, old.name, {**old.data, "Targets": targets}, old.anchor
-        )
-        row.next_fire, row.next_nominal = old.next_fire, old.next_nominal  # targets do not move the time
-        row.last_fire, row.last_result = old.last_fire, old.last_result
-        await self._store.call(self._store.put_timer, row)
-        self._scheduler.put(row)
+        """Targets do not move the time: only the document is written, so a firing committing
+        meanwhile keeps its advance (in the store and in memory)."""
+        data = {**old.data, "Targets": targets}
+        await self._store.call(self._store.put_timer_data, old.key, data)
+        current = self._scheduler.get(old.key)
+        if current is not None:
+            current.data = data
 
     def list_targets(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         row = self._rule(region, p.get("EventBusName"), p["Rule"])

@@ -209,12 +209,15 @@ class Scheduler:
             "schedule fired",
             extra={"timer": "/".join(key), "scheduled": iso(nominal), "result": result, "deleted": delete},
         )
-        if self._timers.get(key) is row:
+        # The guard held, so the stored timer is advanced: so must be the one in memory, even if
+        # the API replaced it meanwhile with the same next firing (else it would fire twice).
+        current = self._timers.get(key)
+        if current is not None and current.next_fire == firing.expected_next:
             if delete:
                 self.remove(key)
             else:
-                row.next_fire, row.next_nominal = next_fire, next_nominal
-                row.last_fire, row.last_result = now, result
+                current.next_fire, current.next_nominal = next_fire, next_nominal
+                current.last_fire, current.last_result = now, result
                 self._phases[key] = TimerPhase.WAITING if next_fire is not None else TimerPhase.IDLE
         self._notify()
 

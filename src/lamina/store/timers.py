@@ -133,6 +133,11 @@ class TimerRows:
                     insert(timers).values(kind=kind, region=region, scope=scope, name=name, **values)
                 )
 
+    def put_timer_data(self, key: TimerKey, data: dict[str, Any]) -> None:
+        """The API document only (a rule's targets): the scheduling columns stay the firings'."""
+        with self._engine.begin() as conn:
+            conn.execute(update(timers).where(_where(key)).values(data=data))
+
     def delete_timers(self, keys: Sequence[TimerKey]) -> None:
         with self._engine.begin() as conn:
             for key in keys:
