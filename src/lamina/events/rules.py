@@ -13,13 +13,14 @@ Concurrency invariant: event loop only; memory changes after the store committed
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from lamina.errors import EventsError
 from lamina.events.expressions import ExpressionError, Rate, parse_expression, zone_of
 from lamina.events.scheduler import Scheduler
-from lamina.events.timers import TimerKind
+from lamina.events.timers import TimerKind, serialized
 from lamina.store.metadata import MetadataStore
 from lamina.store.timers import TimerKey, TimerRow
 
@@ -38,6 +39,7 @@ class RuleService:
         self._store = store
         self._scheduler = scheduler
         self._account = account_id
+        self._lock = asyncio.Lock()
 
     def _key(self, region: str, bus: str | None, name: str) -> TimerKey:
         return (TimerKind.RULE.value, region, _bus(bus), name)
@@ -55,6 +57,7 @@ class RuleService:
         await self._store.call(self._store.put_timer, row)
         self._scheduler.put(row)
 
+    @serialized
     async def put_rule(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         name, bus = p["Name"], _bus(p.get("EventBusName"))
         expr_text = p.get("ScheduleExpression")
@@ -95,6 +98,7 @@ class RuleService:
         data = self._rule(region, p.get("EventBusName"), p["Name"]).data
         return {**_rule_out(data), "EventBusName": data["EventBusName"], "CreatedBy": self._account}
 
+    @serialized
     async def set_state(self, region: str, p: dict[str, Any], state: str) -> dict[str, Any]:
         old = self._rule(region, p.get("EventBusName"), p["Name"])
         row = TimerRow(old.kind, old.region, old.scope, old.name, {**old.data, "State": state}, old.anchor)
@@ -102,6 +106,7 @@ class RuleService:
         await self._save(row, time.time())
         return {}
 
+    @serialized
     async def delete_rule(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         row = self._scheduler.get(self._key(region, p.get("EventBusName"), p["Name"]))
         if row is None:
@@ -126,6 +131,7 @@ class RuleService:
             out["NextToken"] = str(end)
         return out
 
+    @serialized
     async def put_targets(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         old = self._rule(region, p.get("EventBusName"), p["Rule"])
         targets = {t["Id"]: t for t in old.data.get("Targets", [])}
@@ -146,6 +152,7 @@ class RuleService:
         await self._replace_targets(old, list(targets.values()))
         return {"FailedEntryCount": len(failed), "FailedEntries": failed}
 
+    @serialized
     async def remove_targets(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         old = self._rule(region, p.get("EventBusName"), p["Rule"])
         ids = set(p["Ids"])

@@ -11,6 +11,7 @@ Concurrency invariant: event loop only; memory changes after the store committed
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from lamina.errors import AwsError
 from lamina.events.expressions import ExpressionError, parse_expression, zone_of
 from lamina.events.scheduler import Scheduler
-from lamina.events.timers import TimerKind
+from lamina.events.timers import TimerKind, serialized
 from lamina.store.metadata import MetadataStore
 from lamina.store.timers import TimerKey, TimerRow
 
@@ -49,6 +50,7 @@ class ScheduleService:
         self._store = store
         self._scheduler = scheduler
         self._account = account_id
+        self._lock = asyncio.Lock()
         self._groups: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def load(self) -> None:
@@ -69,11 +71,12 @@ class ScheduleService:
                 "Arn": self._arn(region, "schedule-group", DEFAULT_GROUP),
                 "Name": DEFAULT_GROUP,
                 "State": "ACTIVE",
-                "CreationDate": 0.0,
-                "LastModificationDate": 0.0,
+                "CreationDate": time.time(),  # stored with the region's first schedule
+                "LastModificationDate": time.time(),
             }
         raise AwsError("ResourceNotFoundException", f"Schedule group {name} does not exist.")
 
+    @serialized
     async def create_group(self, region: str, name: str) -> dict[str, Any]:
         if name == DEFAULT_GROUP or (region, name) in self._groups:
             raise AwsError("ConflictException", f"Schedule group {name} already exists.")
@@ -92,6 +95,7 @@ class ScheduleService:
     def get_group(self, region: str, name: str) -> dict[str, Any]:
         return _group_out(self._group(region, name))
 
+    @serialized
     async def delete_group(self, region: str, name: str) -> dict[str, Any]:
         if name == DEFAULT_GROUP:
             raise invalid("You cannot delete the default schedule group.")
@@ -186,14 +190,20 @@ class ScheduleService:
             doc["EndDate"] = end
         return doc
 
+    @serialized
     async def create(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         self._group(region, p.get("GroupName"))
         key = self._key(region, p.get("GroupName"), p["Name"])
         if self._scheduler.get(key) is not None:
             raise AwsError("ConflictException", f"Schedule {p['Name']} already exists.")
         doc = self._document(region, p, time.time())
+        if key[2] == DEFAULT_GROUP and (region, DEFAULT_GROUP) not in self._groups:
+            group = self._group(region, DEFAULT_GROUP)
+            await self._store.call(self._store.put_schedule_group, region, DEFAULT_GROUP, group)
+            self._groups[(region, DEFAULT_GROUP)] = group
         return await self._save(key, doc, None)
 
+    @serialized
     async def update(self, region: str, p: dict[str, Any]) -> dict[str, Any]:
         old = self._existing(region, p.get("GroupName"), p["Name"])
         doc = self._document(region, p, float(old.data["CreationDate"]))
@@ -213,6 +223,7 @@ class ScheduleService:
     def get(self, region: str, name: str, group: str | None) -> dict[str, Any]:
         return dict(self._existing(region, group, name).data)
 
+    @serialized
     async def delete(self, region: str, name: str, group: str | None) -> dict[str, Any]:
         row = self._existing(region, group, name)
         await self._store.call(self._store.delete_timers, [row.key])

@@ -14,18 +14,46 @@ Payloads (AWS):
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import functools
 import json
 import random
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from lamina.events.expressions import Expression, next_fire, parse_expression, zone_of
 from lamina.store.timers import TimerRow
 
 DEFAULT_MAX_EVENT_AGE_S = 86400  # both services' RetryPolicy default: 24 hours
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class HasLock(Protocol):
+    _lock: asyncio.Lock
+
+
+S = TypeVar("S", bound=HasLock)
+
+
+Method = Callable[Concatenate[S, P], Coroutine[Any, Any, T]]
+
+
+def serialized(method: Method[S, P, T]) -> Method[S, P, T]:
+    """One change at a time per service: a check ("already exists") and the write that follows it
+    are not interleaved with another request's (they are split by the store's await)."""
+
+    @functools.wraps(method)
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._lock:
+            return await method(self, *args, **kwargs)
+
+    return run
 
 
 class TimerKind(enum.StrEnum):
