@@ -375,3 +375,16 @@ def test_a_row_replaced_during_the_commit_is_advanced_too(store: MetadataStore) 
         assert replacement.next_fire == T0 + 60 and replacement.last_fire == T0
 
     run(go)
+
+
+def test_a_flexible_delay_longer_than_the_period_skips_no_firing(store: MetadataStore) -> None:
+    async def go() -> None:
+        sched = make(store, Clock(T0))
+        window = {"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 5}
+        row = await add(sched, store, schedule("s", "rate(1 minute)", FlexibleTimeWindow=window), T0 - 1)
+        assert row.next_nominal == T0
+        fire_at = row.next_fire or 0.0
+        await sched._fire(row, fire_at)
+        assert row.next_nominal == T0 + 60  # the next period, not the next after the delayed firing
+
+    run(go)

@@ -44,6 +44,8 @@ from lamina.store.timers import Firing, FiringConflict, TimerKey, TimerRow
 
 log = logging.getLogger("lamina.scheduler")
 
+LATE_S = 60.0  # a firing this much past its planned time was missed (the server was down)
+
 
 class EventRows(Protocol):
     def event_row(self, arn: str, payload: bytes) -> dict[str, Any]: ...
@@ -182,7 +184,10 @@ class Scheduler:
                     problem = f"{exc.code}: {exc.message}"
             problems.append(problem)
             dead.extend(self._dead_letter(row, send, problem, now))
-        next_fire, next_nominal = plan_next(row, max(now, nominal), self._rng)
+        # On time (a flexible window's delay included): the next is the expression's next after
+        # this one.  Late (the server was down): the next after now, the missed ones skipped.
+        on_time = now - row.next_fire < LATE_S
+        next_fire, next_nominal = plan_next(row, nominal if on_time else max(now, nominal), self._rng)
         delete = next_fire is None and row.data.get("ActionAfterCompletion") == "DELETE"
         result = "; ".join(problems) if problems else f"OK: {len(events)} invoke(s) queued"
         firing = Firing(
