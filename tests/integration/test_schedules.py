@@ -271,3 +271,20 @@ def test_a_firing_is_not_doubled_by_a_kill_and_restart(sched_server: LaminaServe
     # One firing: one request id (a run cut short by the kill is redelivered with the same id).
     assert len(set(runs)) == 1, runs
     assert timer_row(sched_server.data_dir, name) == fired
+
+
+def test_an_alias_target_is_invoked_through_the_alias(sched_server: LaminaServer, fn: str) -> None:
+    lam = sched_server.client()
+    name = fn.split(":")[6]
+    version = lam.publish_version(FunctionName=name)["Version"]
+    alias = unique("live")
+    alias_arn = lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)["AliasArn"]
+    marker = unique("alias")
+    sched_server.client("scheduler").create_schedule(
+        Name=unique("via-alias"),
+        ScheduleExpression=at_in(2),
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": alias_arn, "RoleArn": ROLE, "Input": json.dumps({"marker": marker})},
+        ActionAfterCompletion="DELETE",
+    )
+    wait_for_log(sched_server.data_dir, group_of(fn), f"FIRED {marker}")
