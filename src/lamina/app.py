@@ -36,8 +36,10 @@ DEFAULT_BODY_MAX = 69905067  # AWS: 50 MB of zip, base64-encoded in the JSON bod
 UNROUTED_BODY_MAX = 1024 * 1024
 # lamina's own read API (not AWS's): signed like every API request, unlike the rest of /_lamina/.
 LAMINA_API_PREFIX = "/_lamina/functions/"
+LAMINA_SCHEDULES = "/_lamina/schedules"  # issue 9: `lamina schedules` (next and last firings)
 _INTERNAL = b"/_lamina/"
 _LAMINA_API = LAMINA_API_PREFIX.encode()
+_SIGNED_LAMINA = (_LAMINA_API, LAMINA_SCHEDULES.encode())
 _JSON_TYPE = [(b"content-type", b"application/json")]
 
 Route = tuple["OperationModel", dict[str, str]]
@@ -64,7 +66,7 @@ class LaminaApp:
         """The body limit of ``req``'s route; or its refusal: unsigned requests and declared
         oversized bodies are answered before a byte of the body is read (or buffered)."""
         path = req.path
-        if path.startswith(_INTERNAL) and not path.startswith(_LAMINA_API):
+        if path.startswith(_INTERNAL) and not path.startswith(_SIGNED_LAMINA):
             return UNROUTED_BODY_MAX
         # issue 7 item 4: /metrics and CloudWatch check their own auth and answer in their own shapes
         if path == b"/metrics":
@@ -78,7 +80,7 @@ class LaminaApp:
                 # nobody may send one: the verifier says why (missing token, ...)
                 self._p.verifier.verify(req.method, path, req.query, req.headers, b"")
             limit, op_name = UNROUTED_BODY_MAX, "Unknown"
-            if b"x-amz-target" not in hmap and not path.startswith(_LAMINA_API):
+            if b"x-amz-target" not in hmap and not path.startswith(_SIGNED_LAMINA):
                 route = self._p.router.match(req.method, path.decode("latin-1"), req.query.decode("latin-1"))
                 req.route = route
                 if route is not None:
@@ -101,7 +103,7 @@ class LaminaApp:
         path = req.path
         try:
             if path.startswith(_INTERNAL):
-                if path.startswith(_LAMINA_API):
+                if path.startswith(_SIGNED_LAMINA):
                     return await self._lamina_api(req, request_id)
                 return await self._internal(req)
             # -- issue 7 item 4 (metrics): Prometheus exposition and CloudWatch's metric API --
@@ -186,6 +188,9 @@ class LaminaApp:
         p = self._p
         identity = p.verifier.verify(req.method, req.path, req.query, req.headers, req.body)
         path = req.path.decode("latin-1")
+        if path == LAMINA_SCHEDULES and req.method == "GET":  # issue 9
+            view = {"Timers": p.scheduler.view(identity.region)}
+            return 200, [*_JSON_TYPE, (b"x-amzn-requestid", request_id.encode())], json.dumps(view).encode()
         parts = path[len(LAMINA_API_PREFIX) :].split("/")
         if req.method != "GET" or len(parts) != 2 or not parts[0] or parts[1] != "events":
             raise AwsError("UnknownOperationException", f"No lamina operation matches {req.method} {path}.")

@@ -38,6 +38,17 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "PreconditionFailedException": (412, "User"),
     "PolicyLengthExceededException": (400, "User"),
     "TooManyRequestsException": (429, "User"),
+    # EventBridge Scheduler (rest-json; statuses from its model) and EventBridge (json: 400s)
+    "ConflictException": (409, "User"),
+    "ServiceQuotaExceededException": (402, "User"),
+    "ThrottlingException": (429, "User"),
+    "InternalServerException": (500, "Service"),
+    "ResourceAlreadyExistsException": (400, "User"),
+    "LimitExceededException": (400, "User"),
+    "InvalidEventPatternException": (400, "User"),
+    "ManagedRuleException": (400, "User"),
+    "ConcurrentModificationException": (400, "User"),
+    "InternalException": (500, "Service"),
     # routing / not implemented
     "UnknownOperationException": (404, "User"),
     "NotImplementedException": (501, "User"),
@@ -65,6 +76,16 @@ class AwsError(Exception):
     @property
     def error_type(self) -> str:
         return ERROR_TABLE.get(self.code, (400, "User"))[1]
+
+
+class EventsError(AwsError):
+    """An error of EventBridge's json API, which answers every client error with 400 (Lambda's
+    and Scheduler's ResourceNotFoundException is 404); server errors keep the table's status."""
+
+    @property
+    def status(self) -> int:
+        status = ERROR_TABLE.get(self.code, (400, "User"))[0]
+        return status if status >= 500 else 400
 
 
 def render_rest_json(err: AwsError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -18,15 +18,21 @@ from lamina.api import invoke as invoke_api
 from lamina.api import layers as layers_api
 from lamina.api import policy as policy_api
 from lamina.api import provisioned as provisioned_api
+from lamina.api import scheduler as scheduler_api
 from lamina.api import tags as tags_api
 from lamina.api import urls as urls_api
 from lamina.api import versions as versions_api
+from lamina.api.eventbridge import TARGET_PREFIX as EVENTS_TARGET
+from lamina.api.eventbridge import EventsService
 from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
 from lamina.api.logs import LogsService
 from lamina.auth.credentials import Credentials, load_or_create, usage_text
 from lamina.auth.sigv4 import SigV4Verifier
 from lamina.config import Settings
 from lamina.events.mappings import EsmService
+from lamina.events.rules import RuleService
+from lamina.events.scheduler import Scheduler
+from lamina.events.schedules import ScheduleService
 from lamina.execution.engine import PythonEngine
 from lamina.execution.types import InvocationInput
 from lamina.functions.aliases import AliasService
@@ -45,6 +51,7 @@ from lamina.invocation.service import InvocationService
 from lamina.policy.service import PolicyService
 from lamina.protocol import RestRouter, load_service_model
 from lamina.protocol.jsonrpc import JsonService
+from lamina.protocol.prefix_router import PrefixRouter
 from lamina.store.db import sqlite_engine
 from lamina.store.layers import LayerRows
 from lamina.store.metadata import MetadataStore
@@ -69,10 +76,14 @@ class Platform:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.router = RestRouter(load_service_model("lambda"))
-        self.handlers: dict[str, Handler] = {}
+        scheduler_routes = RestRouter(load_service_model("scheduler"))  # issue 9: schedules
+        self.router = PrefixRouter(
+            RestRouter(load_service_model("lambda")),
+            {"schedules": scheduler_routes, "schedule-groups": scheduler_routes},
+        )
         # json-protocol services on the same endpoint, by X-Amz-Target prefix (filled by start()).
         self.json_services: dict[str, JsonService] = {}
+        self.handlers: dict[str, Handler] = {}
         self.ids = IdFactory()
         self._lock_file: IO[str] | None = None
         self._started = False
@@ -218,6 +229,7 @@ class Platform:
         )
         await self.urls.load()  # every stored URL listens again, on its stored port
         self.functions.on_drop.append(self.urls.forget)
+        schedules = await self._start_schedules()
         self.handlers = {
             **functions_api.handlers(self.functions, versions, concurrency),
             **concurrency_api.handlers(concurrency, self.functions),
@@ -231,6 +243,7 @@ class Platform:
             **tags_api.handlers(TagService(functions=self.functions, store=self.store)),
             **esm_api.handlers(self.mappings),
             **urls_api.handlers(self.urls),
+            **scheduler_api.handlers(schedules),
         }
         self._started = True
         log.info(
@@ -241,6 +254,24 @@ class Platform:
                 "runtimes": sorted(self.engine.available_runtimes()),
             },
         )
+
+    async def _start_schedules(self) -> ScheduleService:
+        """Issue 9: EventBridge Scheduler's schedules and EventBridge's scheduled rules, one task."""
+        account = self.settings.account_id
+
+        def notify() -> None:
+            self.invocations.queue.notify()
+            self.destinations.notify()
+
+        self.scheduler = Scheduler(
+            store=self.store, invocations=self.invocations, notify=notify, account_id=account
+        )
+        schedules = ScheduleService(store=self.store, scheduler=self.scheduler, account_id=account)
+        await schedules.load()
+        rules = RuleService(store=self.store, scheduler=self.scheduler, account_id=account)
+        self.json_services[EVENTS_TARGET] = EventsService(rules)
+        await self.scheduler.load()  # due firings (missed while down) fire from here
+        return schedules
 
     async def _invoke_for_source(
         self, region: str, function_arn: str, payload: bytes
@@ -282,6 +313,7 @@ class Platform:
         if not self._started:
             return
         self._started = False
+        await self.scheduler.close()
         await self.mappings.close()
         await self.url_servers.drain(0.0, self._kill_environments)  # none left after a normal shutdown
         await self.destinations.close()

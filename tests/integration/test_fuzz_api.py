@@ -122,7 +122,7 @@ def check(status: int, body: bytes, where: str) -> None:
         )
 
 
-SERVICES = ("lambda", "logs")
+SERVICES = ("lambda", "logs", "scheduler", "events")
 # Operations botocore sends to another host (a "stream-" prefix) cannot reach any endpoint URL,
 # from any client: not lamina's to answer.
 OPERATIONS = [

@@ -675,9 +675,10 @@ def register_client_commands(group: click.Group) -> None:
     from lamina.cli.events import events  # it imports this module
     from lamina.cli.logs import logs  # it imports this module
     from lamina.cli.runtimes import runtimes
+    from lamina.cli.schedules import schedules
     from lamina.cli.sources import sources
     from lamina.cli.versions import register_version_commands  # it imports this module
 
-    for command in (deploy, invoke, ls, rm, credentials, runtimes, events, logs, sources):
+    for command in (deploy, invoke, ls, rm, credentials, runtimes, events, logs, sources, schedules):
         group.add_command(command)
     register_version_commands(group)

@@ -306,6 +306,10 @@ class DeliveryOutbox:
             await self._store.call(self._store.add_deliveries, items, time.time())
             self._wake.set()
 
+    def notify(self) -> None:
+        """Deliveries were committed by another writer (a schedule's dead letters): look now."""
+        self._wake.set()
+
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lamina-destinations")
 

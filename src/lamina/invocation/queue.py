@@ -267,6 +267,10 @@ class AsyncQueue:
             b.timer.cancel()
         self._have_events.set()
 
+    def notify(self) -> None:
+        """Events were committed by another writer (a schedule's firing): look at the queue now."""
+        self._have_events.set()
+
     def wake(self, region: str, name: str) -> None:
         """The function's concurrency changed (a reservation was put or removed): retry it now."""
         self._retry_held((region, name))

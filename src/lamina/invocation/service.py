@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lamina.errors import AwsError
 from lamina.execution import catalog
@@ -260,20 +261,7 @@ class InvocationService:
         )
 
     async def enqueue(self, fv: FunctionVersion, inv: InvocationInput, qualifier: str) -> None:
-        await self.queue.submit(
-            {
-                "request_id": inv.request_id,
-                "region": fv.region,
-                "function_name": fv.name,
-                "qualifier": qualifier,
-                "invoked_arn": inv.invoked_function_arn,
-                "payload": inv.payload,
-                "client_context": inv.client_context,
-                "received_at": time.time(),
-                "trace_id": inv.trace_id,
-                "trace_generated": inv.trace_generated,
-            }
-        )
+        await self.queue.submit(_queue_row(fv, inv, qualifier))
         self._metrics.series(inv.invoked_function_arn, fv.version).async_received += 1
 
     async def _run_queued(self, ev: QueuedEvent) -> None:
@@ -350,6 +338,12 @@ class InvocationService:
     async def enqueue_arn(self, arn: str, payload: bytes) -> None:
         """Queue an async invoke of the function ``arn`` names (a destination record), as Invoke with
         InvocationType Event would; raises AwsError when there is no such function."""
+        await self.queue.submit(self.event_row(arn, payload))
+
+    def event_row(self, arn: str, payload: bytes) -> dict[str, Any]:
+        """The queue row ``enqueue_arn`` commits, for a caller that commits it in its own
+        transaction (a schedule's firing: ``lamina.store.timers``) and then calls
+        ``queue.notify()``; raises AwsError when there is no such function."""
         ref = parse_function_ref(arn)
         if ref.region is None:
             raise AwsError("InvalidParameterValueException", f"The destination ARN {arn} is invalid.")
@@ -360,10 +354,25 @@ class InvocationService:
             invoked_function_arn=fv.arn(self._functions.account_id)
             + (f":{ref.qualifier}" if ref.qualifier else ""),
         )
-        await self.enqueue(fv, inv, fv.version)
+        return _queue_row(fv, inv, fv.version)
 
     async def retire(self, function_arn: str) -> None:
         """After an update or delete: no old environment or cached spec may serve that function again."""
         for key in [k for k, spec in self._specs.items() if spec.function_arn == function_arn]:
             del self._specs[key]
         await self._engine.retire(function_arn)
+
+
+def _queue_row(fv: FunctionVersion, inv: InvocationInput, qualifier: str) -> dict[str, Any]:
+    return {
+        "request_id": inv.request_id,
+        "region": fv.region,
+        "function_name": fv.name,
+        "qualifier": qualifier,
+        "invoked_arn": inv.invoked_function_arn,
+        "payload": inv.payload,
+        "client_context": inv.client_context,
+        "received_at": time.time(),
+        "trace_id": inv.trace_id,
+        "trace_generated": inv.trace_generated,
+    }

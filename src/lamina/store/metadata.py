@@ -24,6 +24,7 @@ from lamina.store.event_invoke import EventInvokeRows
 from lamina.store.failed_events import FailedEventRows
 from lamina.store.policy import PolicyRows
 from lamina.store.provisioned import ProvisionedRows
+from lamina.store.timers import TimerRows
 from lamina.store.urls import UrlRows
 from lamina.store.versions import VersionRows
 
@@ -78,6 +79,7 @@ class MetadataStore(
     FailedEventRows,
     EsmRows,
     UrlRows,
+    TimerRows,
 ):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
