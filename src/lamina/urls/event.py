@@ -40,6 +40,10 @@ class EventSource:
     request_id: str
     trace_id: str
     iam: dict[str, Any] | None = None  # requestContext.authorizer.iam for AWS_IAM URLs
+    # The URL's owner, for the API Gateway REST and ALB shapes (lamina.urls.shapes).
+    account_id: str = ""
+    region: str = ""
+    function_name: str = ""
 
 
 def clf_time(epoch_s: float) -> str:
@@ -147,16 +151,20 @@ def build_event(req: Request, src: EventSource, *, now: float) -> dict[str, Any]
     if raw_query:
         event["queryStringParameters"] = _query(raw_query)
     event["requestContext"] = context
-    body = req.body
-    encoded = False
-    if body:
-        text: str | None = None
-        if is_text(headers.get("content-type", "")):
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-        encoded = text is None
-        event["body"] = base64.b64encode(body).decode() if text is None else text
+    if req.body:
+        event["body"], encoded = body_field(req.body, headers.get("content-type", ""))
+    else:
+        encoded = False
     event["isBase64Encoded"] = encoded
     return event
+
+
+def body_field(body: bytes, content_type: str) -> tuple[str, bool]:
+    """A request body as the event carries it: ``(text, False)`` for a textual content type and
+    UTF-8 bytes, else ``(base64, True)`` (the rule is the same for payload 1.0, 2.0 and ALB)."""
+    if is_text(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode(), True

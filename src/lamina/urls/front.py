@@ -32,8 +32,8 @@ from lamina.model.function import LATEST
 from lamina.policy.service import PolicyService
 from lamina.store.urls import UrlConfig
 from lamina.urls import cors
-from lamina.urls.event import EventSource, build_event
-from lamina.urls.reply import bad_gateway, function_reply
+from lamina.urls.event import EventSource
+from lamina.urls.reply import bad_gateway
 from lamina.urls.service import FunctionUrlService, UrlKey
 from lamina.web.connection import Reply, Request
 
@@ -200,9 +200,17 @@ class UrlFront:
         qualifier = None if qual == LATEST else qual
         fv = d.functions.resolve(region, name, qualifier, routed=True)
         source = EventSource(
-            url_id=config.url_id, port=config.port, request_id=request_id, trace_id=trace_id, iam=iam
+            url_id=config.url_id,
+            port=config.port,
+            request_id=request_id,
+            trace_id=trace_id,
+            iam=iam,
+            account_id=d.functions.account_id,
+            region=region,
+            function_name=name,
         )
-        event = build_event(req, source, now=time.time())
+        shape = d.urls.shape(self._key)  # payload 2.0, or lamina:url-event-format's (shapes.py)
+        event = shape.build(req, source, now=time.time())
         payload = json.dumps(event, separators=(",", ":")).encode()
         if len(payload) > SYNC_PAYLOAD_MAX:
             return too_large_reply(SYNC_PAYLOAD_MAX)
@@ -215,4 +223,4 @@ class UrlFront:
             trace_generated=generated,
         )
         result = await d.invocations.invoke(fv, inv)
-        return function_reply(result.payload, result.function_error)
+        return shape.reply(result.payload, result.function_error)
