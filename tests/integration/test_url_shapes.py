@@ -144,3 +144,17 @@ def test_curl_through_the_alb_shape(lam: Any) -> None:
     assert event["multiValueHeaders"]["cookie"] == ["s=1"]
     assert event["multiValueHeaders"]["user-agent"][0].startswith("curl/")
     lam.delete_function(FunctionName=name)
+
+
+def test_a_permission_change_applies_to_the_next_request(lam: Any) -> None:
+    """The front memoises its last auth decision on the (immutable) config and policy objects."""
+    name, url = url_for(lam, None)
+    assert http("GET", url)[0] == 200
+    assert http("GET", url)[0] == 200  # memoised
+    lam.remove_permission(FunctionName=name, StatementId="url")
+    assert http("GET", url)[0] == 403
+    public(lam, name)
+    assert http("GET", url)[0] == 200
+    lam.update_function_url_config(FunctionName=name, AuthType="AWS_IAM")
+    assert http("GET", url)[0] == 403
+    lam.delete_function(FunctionName=name)

@@ -21,6 +21,7 @@ import base64
 import ipaddress
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -46,11 +47,16 @@ class EventSource:
     function_name: str = ""
 
 
-def clf_time(epoch_s: float) -> str:
-    """``12/Mar/2020:19:03:58 +0000`` (English month names whatever the locale)."""
+@lru_cache(maxsize=4)
+def _clf_second(epoch_s: int) -> str:
     t = time.gmtime(epoch_s)
     clock = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
     return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{clock} +0000"
+
+
+def clf_time(epoch_s: float) -> str:
+    """``12/Mar/2020:19:03:58 +0000`` (English month names whatever the locale), made once a second."""
+    return _clf_second(int(epoch_s))
 
 
 def is_text(content_type: str) -> bool:
@@ -62,6 +68,7 @@ def is_text(content_type: str) -> bool:
     return any(subtype == s or subtype.endswith("+" + s) for s in _TEXT_SUBTYPES)
 
 
+@lru_cache(maxsize=256)  # a URL sees few Host values; parsing an IP address is not free
 def domain_prefix(host: str, url_id: str) -> str:
     """The first label of the host name, as API Gateway computes it; the URL id for an IP address
     or a single-label name (on AWS the prefix is always the URL id)."""
