@@ -65,12 +65,8 @@ def multi_headers(req: Request, src: EventSource) -> dict[str, list[str]]:
 def identity(req: Request, src: EventSource, user_agent: str) -> dict[str, Any]:
     ident: dict[str, Any] = dict.fromkeys(IDENTITY_NULLS)
     if src.iam is not None:  # AWS_IAM: the caller (lamina's credentials are the account's root)
-        ident.update(
-            accessKey=src.iam["accessKey"],
-            accountId=src.iam["accountId"],
-            caller=src.iam["callerId"],
-            principalOrgId=None,
-        )
+        iam = src.iam
+        ident.update(accessKey=iam["accessKey"], accountId=iam["accountId"], caller=iam["callerId"])
     ident["sourceIp"] = source_ip(req.peer)
     ident["user"] = src.iam["userId"] if src.iam else None
     ident["userAgent"] = user_agent
