@@ -33,7 +33,7 @@ from lamina.store.policy import UNQUALIFIED
 from lamina.store.urls import UrlConfig
 from lamina.urls import cors
 from lamina.urls.event import EventSource
-from lamina.urls.reply import bad_gateway, http_date
+from lamina.urls.reply import http_date
 from lamina.urls.service import FunctionUrlService, UrlKey
 from lamina.web.connection import Reply, Request
 
@@ -141,13 +141,17 @@ class UrlFront:
                 reply = render_message(AwsError(err.code, "Rate Exceeded."))
             else:
                 log.warning("function URL invoke failed", extra={"error": err.code, "request_id": request_id})
-                reply = bad_gateway()
+                reply = self._failed()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("function URL request failed", extra={"request_id": request_id})
-            reply = bad_gateway()
+            reply = self._failed()
         return cors.apply(config.cors, req.hmap.get(b"origin"), reply)
+
+    def _failed(self) -> Reply:
+        """The 502 of the URL's event shape (Lambda's, API Gateway's or the load balancer's)."""
+        return self._d.urls.shape(self._key).reply(b"", "Unhandled")
 
     def _authorize(self, req: Request, config: UrlConfig) -> dict[str, Any] | None:
         """None for AuthType NONE, else ``requestContext.authorizer.iam``; raises Refused."""
