@@ -26,8 +26,12 @@ def handler(event, context):
         return {"no": "statusCode"}
     headers = {"content-type": "application/json"}
     multi = {"set-cookie": ["a=1", "b=2"], "x-shape": ["multi"]}
-    return {"statusCode": 200, "statusDescription": "200 OK", "headers": headers,
-            "multiValueHeaders": multi, "body": json.dumps(event)}
+    out = {"statusCode": 200, "headers": headers, "multiValueHeaders": multi, "body": json.dumps(event)}
+    if "elb" in event.get("requestContext", {}):
+        out["statusDescription"] = "200 OK"
+    if "extra" in query:
+        out["cookies"] = ["c=1"]
+    return out
 """
 
 
@@ -60,6 +64,7 @@ def test_api_gateway_rest_shape(lam: Any) -> None:
     assert ctx["resourcePath"] == "/{proxy+}" and ctx["httpMethod"] == "POST" and ctx["stage"] == "$default"
     assert ctx["accountId"] == "123456789012" and isinstance(ctx["requestTimeEpoch"], int)
     assert headers.get_all("set-cookie") == ["a=1", "b=2"] and headers["x-shape"] == "multi"
+    assert http("GET", url + "?extra=1")[0] == 502  # a member REST APIs do not know: malformed
     status, headers, body = http("GET", url + "?bare=1")  # no inference: a malformed proxy response
     assert (status, body) == (502, b'{"message": "Internal server error"}')
     assert headers["x-amzn-ErrorType"] == "InternalServerErrorException"

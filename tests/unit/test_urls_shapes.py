@@ -142,6 +142,7 @@ def test_rest_reply() -> None:
         b'{"body": "no status"}',
         b'"a string"',
         b'{"statusCode": 200, "body": {"an": "object"}}',
+        b'{"statusCode": 200, "cookies": ["a=1"]}',  # a 2.0 member: "Malformed Lambda proxy response"
         b"nope",
     ):
         status, headers, body = rest_reply(bad, None)

@@ -25,6 +25,9 @@ from lamina.web.connection import Headers, Reply, Request
 _DROPPED = frozenset({"connection"})
 _JSON = (b"content-type", b"application/json")
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
+# "Additional fields are not allowed": any other member is a "Malformed Lambda proxy response"
+# (AWS knowledge center, malformed-502-api-gateway; e.g. payload 2.0's ``cookies``, nitro #504).
+RESPONSE_MEMBERS = frozenset({"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"})
 IDENTITY_NULLS = (
     "accessKey",
     "accountId",
@@ -165,14 +168,14 @@ def response_body(result: dict[str, Any]) -> bytes | None:
 
 def rest_reply(payload: bytes, function_error: str | None) -> Reply:
     """API Gateway's mapping of a proxy integration's result: ``statusCode``, ``headers``,
-    ``multiValueHeaders``, ``body`` and ``isBase64Encoded``; anything else is a 502."""
+    ``multiValueHeaders``, ``body`` and ``isBase64Encoded``, nothing else; otherwise a 502."""
     if function_error is not None:
         return internal_error()
     try:
         result = json.loads(payload) if payload else None
     except (ValueError, UnicodeDecodeError):
         return internal_error()
-    if not isinstance(result, dict):
+    if not isinstance(result, dict) or not RESPONSE_MEMBERS.issuperset(result):
         return internal_error()
     try:
         status = int(result["statusCode"])
