@@ -52,6 +52,12 @@ def create_item(item: Item, response: Response):
     return {"created": item.model_dump(), "total": item.price * 2}
 
 
+@app.put("/blobs/{name}")
+async def put_blob(name: str, request: Request):
+    data = await request.body()
+    return Response(content=data[::-1], media_type="application/octet-stream", headers={"x-name": name})
+
+
 handler = Mangum(app, lifespan="off")
 """
 
@@ -142,9 +148,9 @@ def fastapi_urls(lam: Any, vendored_zip: bytes) -> Iterator[dict[str, str]]:
 
 
 def check_fastapi(url: str, *, repeats: bool = True) -> None:
-    """GET with a path parameter, query parameters (one repeated) and a cookie; POST JSON; a 422 and a
-    404 from FastAPI itself.  ``repeats=False``: only the last value of a repeated parameter arrives
-    (an ALB without multi-value headers)."""
+    """GET with a path parameter, query parameters (one repeated) and a cookie; POST JSON; PUT
+    binary; a 422 and a 404 from FastAPI itself.  ``repeats=False``: only the last value of a
+    repeated parameter arrives (an ALB without multi-value headers)."""
     status, headers, body = http(
         "GET", url + "items/42?q=hello%20world&tag=a&tag=b", headers={"Cookie": "session=s1; other=2"}
     )
@@ -166,6 +172,9 @@ def check_fastapi(url: str, *, repeats: bool = True) -> None:
     assert status == 201, body
     assert json.loads(body) == {"created": {"name": "pen", "price": 1.25}, "total": 2.5}
     assert headers["set-cookie"].startswith("last=pen")
+    blob = bytes(range(256))  # binary both ways: base64 in the event and in Mangum's response
+    status, headers, body = http("PUT", url + "blobs/b1", blob, {"content-type": "application/octet-stream"})
+    assert (status, body, headers["x-name"]) == (200, blob[::-1], "b1")
     status, _, body = http("GET", url + "nowhere")
     assert (status, json.loads(body)) == (404, {"detail": "Not Found"})
 
