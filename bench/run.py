@@ -2,7 +2,7 @@
 
     python bench/run.py                 # everything, 3 rounds (make bench)
     python bench/run.py --quick         # one short round of each, for a smoke check
-    python bench/run.py --only warm     # warm | alias | logs | throughput | cold | runtimes (repeatable)
+    python bench/run.py --only warm     # warm|alias|logs|throughput|urls|cold|runtimes (repeatable)
 
 Figures (see docs/benchmarks.md): warm invoke p50/p99 over one keep-alive connection, sync
 throughput with wrk at 16 connections, cold start p50 of freshly created functions; "alias" is the
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,7 @@ if str(BENCH_DIR) not in sys.path:
 from client import (  # noqa: E402
     KeepAliveClient,
     ReplayResult,
+    SignedRequest,
     free_port,
     print_rows,
     replay,
@@ -589,6 +591,123 @@ def bench_throughput(cfg: Config, server: LaminaServer, floor: FloorProcess, tmp
         if errors:
             f.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
     return [fig, lat]
+
+
+# --------------------------------------------------------------------------- 2b. function URL requests
+URL_FUNCTION = "bench-url-noop"
+
+
+def url_request(url: str) -> SignedRequest:
+    """The unsigned request replayed on the URL's port: the invoke's body, as a client posts JSON."""
+    netloc = urllib.parse.urlsplit(url).netloc
+    headers = (("Host", netloc), ("Content-Type", "application/json"), ("Content-Length", "2"))
+    return SignedRequest("POST", "/", headers, b"{}")
+
+
+def ensure_public_url(server: LaminaServer, name: str) -> str:
+    """``name``'s function URL (AuthType NONE, the public permission): its URL."""
+    client = server.client()
+    ensure_noop(server, name)
+    client.get_waiter("function_active_v2").wait(FunctionName=name)
+    try:
+        return str(client.get_function_url_config(FunctionName=name)["FunctionUrl"])
+    except client.exceptions.ResourceNotFoundException:
+        url = str(client.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"])
+    client.add_permission(
+        FunctionName=name,
+        StatementId="public-url",
+        Action="lambda:InvokeFunctionUrl",
+        Principal="*",
+        FunctionUrlAuthType="NONE",
+    )
+    return url
+
+
+def bench_urls(cfg: Config, server: LaminaServer, tmp: Path, *, pin: bool = True) -> list[Figure]:
+    """A function URL request (AuthType NONE, POST ``{}``) beside the signed warm Invoke of the same
+    no-op function, replayed the same way in alternating rounds: p50 on one keep-alive connection
+    (pinned like the warm figure), then req/s with wrk at 16 connections (unpinned, like the
+    throughput figure).  The "lamina" column is the URL, the "floor" column the Invoke (issue 8:
+    URL <= 1.3x the warm invoke, throughput >= 1/1.3x)."""
+    p50 = Figure("urls_p50_ms", "URL request p50 / warm invoke p50", "ms", target_op="<=", target=1.3)
+    p99 = Figure("urls_p99_ms", "URL request p99 / warm invoke p99", "ms")
+    rps = Figure(
+        "urls_rps",
+        f"URL req/s / invoke req/s, {cfg.wrk_connections} conns",
+        "req/s",
+        target_op=">=",
+        target=round(1 / 1.3, 3),
+    )
+    lat = Figure("urls_load_p50_ms", f"URL / invoke p50 under {cfg.wrk_connections} conns", "ms")
+    figures = [p50, p99, rps, lat]
+    errors: dict[str, str] = {}
+    try:
+        url = ensure_public_url(server, URL_FUNCTION)
+    except Exception as exc:  # reported as the figure's error, never benchmarked
+        for f in figures:
+            f.error = f"setup: {type(exc).__name__}: {exc}"
+        return figures
+    url_port = urllib.parse.urlsplit(url).port or 80
+    invoke = sign_invoke(server.endpoint, URL_FUNCTION, server.access_key, server.secret_key)
+    requests = {"url": (url_port, url_request(url)), "invoke": (server.port, invoke)}
+    for side, (port, req) in requests.items():
+        try:
+            with KeepAliveClient("127.0.0.1", port, timeout=60.0) as conn:
+                problem = conn.send(req.raw).problem() or conn.send(req.raw).problem()
+        except OSError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            errors[side] = f"warm-up request failed: {problem}"
+    stats: dict[str, list[dict[str, float]]] = {"url": [], "invoke": []}
+    roots = [server.proc.pid] if server.proc is not None else []
+    with pinned(pin, roots) as placement:
+        log(f"urls: {placement}")
+        p50.rounds["placement"] = p99.rounds["placement"] = [placement]
+        for r in range(cfg.warm_rounds):
+            for side in ("invoke", "url") if r % 2 == 0 else ("url", "invoke"):
+                if errors:
+                    break
+                port, req = requests[side]
+                result = replay("127.0.0.1", port, req.raw, cfg.warm_requests, warmup=cfg.warm_warmup)
+                err = replay_error(result)
+                if err is not None:
+                    errors[side] = f"round {r + 1}: {err}"
+                    break
+                s = summarize(result.latencies_ms)
+                stats[side].append(s)
+                log(f"urls round {r + 1} {side:6s} p50={s['p50']:.3f} ms p99={s['p99']:.3f} ms")
+    for fig, key in ((p50, "p50"), (p99, "p99")):
+        fig.set_from_rounds([s[key] for s in stats["url"]], [s[key] for s in stats["invoke"]])
+    if shutil.which("wrk") is None:
+        errors["wrk"] = "wrk is not installed (apt-get install wrk, or make bench)"
+    files = {}
+    for side, (port, req) in requests.items():
+        files[side] = (f"http://127.0.0.1:{port}", tmp / f"urls-{side}.http")
+        files[side][1].write_bytes(req.wrk_file())
+    load: dict[str, list[float]] = {"url": [], "invoke": []}
+    load_p50: dict[str, list[float]] = {"url": [], "invoke": []}
+    for r in range(-1, cfg.rounds):  # round -1: the untimed warm-up (16 environments)
+        for side in ("invoke", "url") if r % 2 == 0 else ("url", "invoke"):
+            if errors:
+                break
+            try:
+                res = run_wrk(cfg, *files[side], duration_s=2 if r < 0 else cfg.wrk_duration_s)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                errors[side] = f"wrk round {r + 1}: {exc}"
+                break
+            if res["bad"]:
+                errors[side] = f"wrk round {r + 1}: {res['bad']} first: {res['first_bad']}"
+                break
+            if r >= 0:
+                load[side].append(res["rps"])
+                load_p50[side].append(res["fields"]["p50_us"] / 1000)
+                log(f"urls throughput round {r + 1} {side:6s} {res['rps']:.0f} req/s")
+    rps.set_from_rounds(load["url"], load["invoke"])
+    lat.set_from_rounds(load_p50["url"], load_p50["invoke"])
+    if errors:
+        for f in figures:
+            f.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
+    return figures
 
 
 # --------------------------------------------------------------------------- 3. cold start
@@ -1247,7 +1366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["warm", "alias", "logs", "throughput", "cold", "runtimes"],
+        choices=["warm", "alias", "logs", "throughput", "urls", "cold", "runtimes"],
         help="run only this figure",
     )
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
@@ -1259,7 +1378,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config.full()
     if args.rounds:
         cfg = Config(**{**asdict(cfg), "rounds": max(1, args.rounds), "warm_rounds": max(1, args.rounds)})
-    only = set(args.only or ["warm", "alias", "logs", "throughput", "cold", "runtimes"])
+    only = set(args.only or ["warm", "alias", "logs", "throughput", "urls", "cold", "runtimes"])
     started = dt.datetime.now(dt.UTC)
     figures: list[Figure] = []
     server_log = ""
@@ -1278,6 +1397,9 @@ def main(argv: list[str] | None = None) -> int:
             assert floor is not None
             log("throughput")
             figures += bench_throughput(cfg, lamina, floor, tmp)
+        if "urls" in only:
+            log("function URL requests beside the warm invoke")
+            figures += bench_urls(cfg, lamina, tmp, pin=not args.no_pin)
         if "cold" in only:
             log("cold start")
             figures += bench_cold(cfg, lamina, tmp)

@@ -240,7 +240,9 @@ class Platform:
             **provisioned_api.handlers(provisioned),
             **invoke_api.handlers(self.functions, self.invocations, self.ids),
             **layers_api.handlers(self.layers, self.functions.blob_location),
-            **tags_api.handlers(TagService(functions=self.functions, store=self.store)),
+            **tags_api.handlers(
+                TagService(functions=self.functions, store=self.store, on_change=[self.urls.tags_changed])
+            ),
             **esm_api.handlers(self.mappings),
             **urls_api.handlers(self.urls),
             **scheduler_api.handlers(schedules),

@@ -7,10 +7,11 @@ column, and are written under the function's lock so they never race a delete.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from lamina.errors import AwsError
+from lamina.urls.formats import FORMAT_TAG, bad_format_message
 
 if TYPE_CHECKING:  # service imports check_tags from here
     from lamina.functions.service import FunctionService
@@ -39,14 +40,23 @@ def check_tags(tags: Mapping[str, str], *, existing: Mapping[str, str] | None = 
             raise _invalid(f"Tag value must be no longer than {MAX_VALUE} characters: key {key!r}")
         if key.lower().startswith("aws:"):
             raise _invalid("Tag keys that start with 'aws:' are reserved for AWS use.")
+        if key == FORMAT_TAG and (problem := bad_format_message(value)) is not None:
+            raise _invalid(problem)  # lamina's own setting (docs/urls.md)
     if len({**(existing or {}), **tags}) > MAX_TAGS:
         raise _invalid(f"Number of tags exceeds resource tag limit of {MAX_TAGS}.")
 
 
 class TagService:
-    def __init__(self, *, functions: FunctionService, store: MetadataStore) -> None:
+    def __init__(
+        self,
+        *,
+        functions: FunctionService,
+        store: MetadataStore,
+        on_change: Sequence[Callable[[str, str, Mapping[str, str]], None]] = (),
+    ) -> None:
         self._functions = functions
         self._store = store
+        self._on_change = list(on_change)  # (region, name, tags) after every committed change
 
     def _function(self, region: str, resource: str) -> str:
         """The function name an ARN designates; AWS's errors for other resources and qualifiers."""
@@ -74,7 +84,9 @@ class TagService:
             name = self._function(region, resource)  # deleted while we waited?
             current = await self._store.call(self._store.get_tags, region, name)
             check_tags(tags, existing=current)
-            await self._store.call(self._store.put_tags, region, name, {**current, **tags})
+            merged = {**current, **tags}
+            await self._store.call(self._store.put_tags, region, name, merged)
+            self._changed(region, name, merged)
 
     async def untag(self, region: str, resource: str, keys: Sequence[str]) -> None:
         name = self._function(region, resource)
@@ -84,3 +96,8 @@ class TagService:
             remaining = {k: v for k, v in current.items() if k not in set(keys)}
             if remaining != current:
                 await self._store.call(self._store.put_tags, region, name, remaining)
+                self._changed(region, name, remaining)
+
+    def _changed(self, region: str, name: str, tags: Mapping[str, str]) -> None:
+        for hook in self._on_change:
+            hook(region, name, tags)

@@ -96,6 +96,11 @@ class PolicyService:
             revision_id=revision,
         )
 
+    def current(self, key: PolicyKey) -> FunctionPolicy | None:
+        """One resource's policy as it is now.  Policies are immutable (a change replaces the
+        object), so a caller may memoise a decision on the object's identity (function URLs do)."""
+        return self._policies.get(key)
+
     def _check_revision(self, target: _Target, revision_id: str | None) -> None:
         if revision_id is None:
             return

@@ -21,6 +21,7 @@ import base64
 import ipaddress
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -40,13 +41,22 @@ class EventSource:
     request_id: str
     trace_id: str
     iam: dict[str, Any] | None = None  # requestContext.authorizer.iam for AWS_IAM URLs
+    # The URL's owner, for the API Gateway REST and ALB shapes (lamina.urls.shapes).
+    account_id: str = ""
+    region: str = ""
+    function_name: str = ""
 
 
-def clf_time(epoch_s: float) -> str:
-    """``12/Mar/2020:19:03:58 +0000`` (English month names whatever the locale)."""
+@lru_cache(maxsize=4)
+def _clf_second(epoch_s: int) -> str:
     t = time.gmtime(epoch_s)
     clock = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
     return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{clock} +0000"
+
+
+def clf_time(epoch_s: float) -> str:
+    """``12/Mar/2020:19:03:58 +0000`` (English month names whatever the locale), made once a second."""
+    return _clf_second(int(epoch_s))
 
 
 def is_text(content_type: str) -> bool:
@@ -58,6 +68,7 @@ def is_text(content_type: str) -> bool:
     return any(subtype == s or subtype.endswith("+" + s) for s in _TEXT_SUBTYPES)
 
 
+@lru_cache(maxsize=256)  # a URL sees few Host values; parsing an IP address is not free
 def domain_prefix(host: str, url_id: str) -> str:
     """The first label of the host name, as API Gateway computes it; the URL id for an IP address
     or a single-label name (on AWS the prefix is always the URL id)."""
@@ -147,16 +158,20 @@ def build_event(req: Request, src: EventSource, *, now: float) -> dict[str, Any]
     if raw_query:
         event["queryStringParameters"] = _query(raw_query)
     event["requestContext"] = context
-    body = req.body
-    encoded = False
-    if body:
-        text: str | None = None
-        if is_text(headers.get("content-type", "")):
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-        encoded = text is None
-        event["body"] = base64.b64encode(body).decode() if text is None else text
+    if req.body:
+        event["body"], encoded = body_field(req.body, headers.get("content-type", ""))
+    else:
+        encoded = False
     event["isBase64Encoded"] = encoded
     return event
+
+
+def body_field(body: bytes, content_type: str) -> tuple[str, bool]:
+    """A request body as the event carries it: ``(text, False)`` for a textual content type and
+    UTF-8 bytes, else ``(base64, True)`` (the rule is the same for payload 1.0, 2.0 and ALB)."""
+    if is_text(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode(), True

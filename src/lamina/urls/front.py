@@ -19,7 +19,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Any
 
 from lamina.auth.sigv4 import SigV4Verifier
@@ -28,12 +27,13 @@ from lamina.execution.types import InvocationInput
 from lamina.functions.service import FunctionService
 from lamina.ids import IdFactory
 from lamina.invocation.service import SYNC_PAYLOAD_MAX, InvocationService
-from lamina.model.function import LATEST
+from lamina.model.function import LATEST, function_arn
 from lamina.policy.service import PolicyService
+from lamina.store.policy import UNQUALIFIED
 from lamina.store.urls import UrlConfig
 from lamina.urls import cors
-from lamina.urls.event import EventSource, build_event
-from lamina.urls.reply import bad_gateway, function_reply
+from lamina.urls.event import EventSource
+from lamina.urls.reply import http_date
 from lamina.urls.service import FunctionUrlService, UrlKey
 from lamina.web.connection import Reply, Request
 
@@ -44,6 +44,7 @@ FORBIDDEN = (
     "https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html"
 )
 INVOKE_URL = "lambda:InvokeFunctionUrl"
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps would build one per call
 
 
 class Refused(Exception):
@@ -92,6 +93,13 @@ class UrlFront:
     def __init__(self, deps: UrlDeps, key: UrlKey) -> None:
         self._d = deps
         self._key = key
+        # Once per URL, not per request: the invoked ARN, the policy's key, the last allowed
+        # (config, policy, principal) -- both immutable objects, replaced on any change.
+        region, name, qual = key
+        qualifier = None if qual == LATEST else qual
+        self._arn = function_arn(region, deps.functions.account_id, name, qualifier)
+        self._policy_key = (region, name, qualifier or UNQUALIFIED)
+        self._allowed: tuple[UrlConfig, object, str] | None = None
 
     def admit(self, req: Request) -> int | Reply:
         declared = req.hmap.get(b"content-length")
@@ -108,7 +116,7 @@ class UrlFront:
         sent_trace = req.hmap.get(b"x-amzn-trace-id")
         trace_id = sent_trace.decode("latin-1") if sent_trace else d.ids.trace_id()
         status, headers, body = await self._answer(req, request_id, trace_id)
-        headers.append((b"date", formatdate(usegmt=True).encode()))
+        headers.append((b"date", http_date()))
         headers.append((b"x-amzn-requestid", request_id.encode()))
         headers.append((b"x-amzn-trace-id", trace_id.encode("latin-1")))
         return status, headers, body
@@ -133,13 +141,17 @@ class UrlFront:
                 reply = render_message(AwsError(err.code, "Rate Exceeded."))
             else:
                 log.warning("function URL invoke failed", extra={"error": err.code, "request_id": request_id})
-                reply = bad_gateway()
+                reply = self._failed()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("function URL request failed", extra={"request_id": request_id})
-            reply = bad_gateway()
+            reply = self._failed()
         return cors.apply(config.cors, req.hmap.get(b"origin"), reply)
+
+    def _failed(self) -> Reply:
+        """The 502 of the URL's event shape (Lambda's, API Gateway's or the load balancer's)."""
+        return self._d.urls.shape(self._key).reply(b"", "Unhandled")
 
     def _authorize(self, req: Request, config: UrlConfig) -> dict[str, Any] | None:
         """None for AuthType NONE, else ``requestContext.authorizer.iam``; raises Refused."""
@@ -170,6 +182,10 @@ class UrlFront:
                 "userArn": principal,
                 "userId": account,
             }
+        policy = d.policies.current(self._policy_key)
+        memo = self._allowed
+        if memo is not None and memo[0] is config and memo[1] is policy and memo[2] == principal:
+            return iam  # the same decision as the last request's
         actions = (INVOKE_URL, "lambda:InvokeFunction") if d.require_invoke_function else (INVOKE_URL,)
         try:
             for action in actions:
@@ -183,6 +199,7 @@ class UrlFront:
                 )
         except AwsError:
             raise Refused(forbidden()) from None
+        self._allowed = (config, policy, principal)
         return iam
 
     async def _invoke(
@@ -200,19 +217,26 @@ class UrlFront:
         qualifier = None if qual == LATEST else qual
         fv = d.functions.resolve(region, name, qualifier, routed=True)
         source = EventSource(
-            url_id=config.url_id, port=config.port, request_id=request_id, trace_id=trace_id, iam=iam
+            url_id=config.url_id,
+            port=config.port,
+            request_id=request_id,
+            trace_id=trace_id,
+            iam=iam,
+            account_id=d.functions.account_id,
+            region=region,
+            function_name=name,
         )
-        event = build_event(req, source, now=time.time())
-        payload = json.dumps(event, separators=(",", ":")).encode()
+        shape = d.urls.shape(self._key)  # payload 2.0, or lamina:url-event-format's (shapes.py)
+        event = shape.build(req, source, now=time.time())
+        payload = _encode(event).encode()
         if len(payload) > SYNC_PAYLOAD_MAX:
             return too_large_reply(SYNC_PAYLOAD_MAX)
-        arn = fv.arn(d.functions.account_id) + (f":{qualifier}" if qualifier else "")
         inv = InvocationInput(
             request_id=request_id,
             payload=payload,
-            invoked_function_arn=arn,
+            invoked_function_arn=self._arn,
             trace_id=trace_id,
             trace_generated=generated,
         )
         result = await d.invocations.invoke(fv, inv)
-        return function_reply(result.payload, result.function_error)
+        return shape.reply(result.payload, result.function_error)

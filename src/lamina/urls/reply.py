@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
+from email.utils import formatdate
 from typing import Any
 
 from lamina.web.connection import Headers, Reply
@@ -21,6 +23,18 @@ from lamina.web.connection import Headers, Reply
 JSON_TYPE = (b"content-type", b"application/json")
 # Hop-by-hop and framing headers are the front's business, not the function's.
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The ``date`` header's value, formatted once per second rather than once per request."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True).encode())
+    return _date[1]
 
 
 def bad_gateway() -> Reply:

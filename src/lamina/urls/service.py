@@ -29,6 +29,7 @@ from lamina.functions.service import FunctionService
 from lamina.model.function import LATEST, function_arn
 from lamina.store.metadata import MetadataStore
 from lamina.store.urls import UrlConfig
+from lamina.urls.shapes import DEFAULT, EventShape, shape_for
 
 log = logging.getLogger("lamina.urls")
 
@@ -81,6 +82,9 @@ class FunctionUrlService:
         self._listeners = listeners
         self._url_host = f"[{url_host}]" if ":" in url_host else url_host  # an IPv6 literal
         self._configs: dict[UrlKey, UrlConfig] = {}
+        # (region, function) -> the event shape its ``lamina:url-event-format`` tag asks for; kept
+        # current by ``tags_changed`` so the front reads it without I/O.
+        self._shapes: dict[tuple[str, str], EventShape] = {}
 
     async def load(self) -> None:
         """Serve every stored URL on its stored port (a new one if that port is taken)."""
@@ -90,6 +94,7 @@ class FunctionUrlService:
                 await self._store.call(self._store.delete_url_configs, *key)
                 continue
             self._configs[key] = config
+            await self._load_shape(config.region, config.function_name)
             port = await self._listeners.open(key, config.port)
             if port != config.port:
                 log.error(
@@ -102,6 +107,18 @@ class FunctionUrlService:
 
     def config(self, key: UrlKey) -> UrlConfig | None:
         return self._configs.get(key)
+
+    def shape(self, key: UrlKey) -> EventShape:
+        """The event shape the URL sends (``lamina.urls.formats``)."""
+        return self._shapes.get((key[0], key[1]), DEFAULT)
+
+    def tags_changed(self, region: str, name: str, tags: Mapping[str, str]) -> None:
+        """``TagService.on_change``: a tag update applies to the next request."""
+        self._shapes[(region, name)] = shape_for(dict(tags))
+
+    async def _load_shape(self, region: str, name: str) -> None:
+        tags = await self._store.call(self._store.get_tags, region, name)
+        self._shapes[(region, name)] = shape_for(tags)
 
     def url_of(self, config: UrlConfig) -> str:
         return f"http://{self._url_host}:{config.port}/"
@@ -128,6 +145,7 @@ class FunctionUrlService:
             data = {"AuthType": params["AuthType"], "InvokeMode": params.get("InvokeMode") or "BUFFERED"}
             if params.get("Cors") is not None:
                 data["Cors"] = dict(params["Cors"])
+            await self._load_shape(region, name)
             port = await self._listeners.open(key, None)
             config = UrlConfig(region, name, qual, new_url_id(), port, now, now, data)
             try:
@@ -195,6 +213,8 @@ class FunctionUrlService:
         if not keys:
             return
         await self._store.call(self._store.delete_url_configs, region, name, qualifier)
+        if qualifier is None:
+            self._shapes.pop((region, name), None)
         for key in keys:
             del self._configs[key]
             await self._listeners.close(key)
