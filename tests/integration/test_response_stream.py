@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import time
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -174,3 +176,49 @@ def test_python_stream_response_helper(lam: Any) -> None:
         complete["ErrorCode"] == "Unhandled"
         and json.loads(complete["ErrorDetails"])["errorType"] == "KeyError"
     )
+
+
+NODE_URL_STREAMING = """
+export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  responseStream = awslambda.HttpResponseStream.from(responseStream, {
+    statusCode: 201,
+    headers: {'Content-Type': 'text/plain', 'X-Custom': 'yes'},
+    cookies: ['a=1'],
+  });
+  responseStream.write('first;');
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  responseStream.end('second');
+});
+"""
+
+
+def test_response_stream_function_url(lam: Any) -> None:
+    from .test_function_urls import public
+    from .test_nodejs import MAJOR, RUNTIME
+
+    if MAJOR is None or MAJOR < 18:
+        pytest.skip("no node >= 18 on this host")
+    name = create_function(lam, {"index.mjs": NODE_URL_STREAMING}, Runtime=RUNTIME, Handler="index.handler")
+    public(lam, name)
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE", InvokeMode="RESPONSE_STREAM")[
+        "FunctionUrl"
+    ]
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    t0 = time.monotonic()
+    conn.request("GET", "/")
+    resp = conn.getresponse()
+    head_at = time.monotonic() - t0
+    assert resp.status == 201 and resp.getheader("Transfer-Encoding") == "chunked"
+    assert resp.getheader("Content-Type") == "text/plain" and resp.getheader("X-Custom") == "yes"
+    assert resp.getheader("Set-Cookie") == "a=1" and resp.getheader("x-amzn-RequestId")
+    first = resp.read1(64)
+    first_at = time.monotonic() - t0
+    rest = resp.read()
+    total = time.monotonic() - t0
+    conn.close()
+    assert first + rest == b"first;second" and first.startswith(b"first;")
+    assert head_at < total - 1.0 and first_at < total - 1.0  # status and first bytes came early
+    # Invoke returns the stream as written, prelude included: only URLs read the prelude.
+    whole = lam.invoke(FunctionName=name)["Payload"].read()
+    assert whole.endswith(b"first;second") and b"\x00" * 8 in whole

@@ -68,7 +68,7 @@ def handlers(
             return {"StatusCode": 204, "ExecutedVersion": fv.version}
         queue = streaming.ChunkQueue()
         task = asyncio.ensure_future(
-            invocations.invoke(fv, replace(inv, stream=queue.put), tail=p.get("LogType") == "Tail")
+            invocations.invoke(fv, replace(inv, stream=queue), tail=p.get("LogType") == "Tail")
         )
         out: Output = {"StatusCode": 200, "ExecutedVersion": fv.version}
         if await queue.started(task):  # errors before any chunk (throttles, ...) raise here

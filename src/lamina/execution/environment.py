@@ -272,14 +272,15 @@ class Environment:
         chunks = [first]
         sink = inv.stream
         if sink is not None:
-            sink(first)
+            sink.begin("application/octet-stream")
+            sink.put(first)
         while True:
             header, payload = await self.channel.receive()
             if header.get("t") != "chunk":
                 break
             chunks.append(payload)
             if sink is not None:
-                sink(payload)
+                sink.put(payload)
         if header.get("t") == "result":
             payload = b"".join(chunks) + payload
         return header, payload

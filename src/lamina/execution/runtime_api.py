@@ -54,7 +54,6 @@ from lamina.execution.runtime_http import (
     NOT_FOUND,
     Connection,
     Request,
-    StreamSink,
     error_response,
     go_json,
     http_response,
@@ -87,6 +86,7 @@ from lamina.execution.telemetry_api import (
     TelemetryHub,
     validation_error_body,
 )
+from lamina.execution.types import StreamSink
 
 __all__ = ["ApiIdentity", "ApiInvocation", "RuntimeAnswer", "RuntimeApiClosedError", "RuntimeApiServer"]
 

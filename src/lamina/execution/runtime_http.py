@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from lamina.execution import peers
+from lamina.execution.types import StreamSink
 from lamina.web.http1 import Http1Connection
 
 log = logging.getLogger("lamina.runtime_api")
@@ -164,7 +165,6 @@ class Router(Protocol):
         ...
 
 
-StreamSink = Callable[[bytes], None]
 STREAMED_LIMIT = 20 * 1024 * 1024  # AWS: a streamed response may be up to 20 MB
 
 
@@ -245,6 +245,8 @@ class Connection(Http1Connection[Request]):
         self._sink = self.router.stream_sink(self.parser.get_method(), self._url, self._headers)
         if self._sink is not None:
             self._limit = STREAMED_LIMIT
+            content_type = self._headers.get(b"content-type", b"application/octet-stream")
+            self._sink.begin(content_type.decode("latin-1"))
         if self._headers.get(b"expect", b"").lower() == b"100-continue" and not self.busy and not self._queue:
             # curl holds a body over 1 KiB back until told to go on (Go's server says so on reading)
             assert self.transport is not None
@@ -255,7 +257,7 @@ class Connection(Http1Connection[Request]):
         if size <= self._limit:
             self._body.append(body)
             if self._sink is not None:
-                self._sink(body)
+                self._sink.put(body)
         self._size = size  # past the limit: counted (AWS reports the size), not kept
 
     def on_message_complete(self) -> None:

@@ -61,6 +61,15 @@ class EnvironmentSpec:
     json_logging: JsonLogging | None = None
 
 
+class StreamSink(Protocol):
+    """Where a streamed response goes while the function produces it."""
+
+    def begin(self, content_type: str) -> None:
+        """The stream starts, with the content type the runtime gave it."""
+
+    def put(self, chunk: bytes) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class InvocationInput:
     request_id: str
@@ -72,7 +81,7 @@ class InvocationInput:
     trace_generated: bool = False  # lamina made trace_id up (the caller sent none)
     # Response streaming: where the function's response bytes go as the runtime produces them
     # (a runtime that streams; the outcome's payload still holds them all).  None: buffered.
-    stream: Callable[[bytes], None] | None = None
+    stream: StreamSink | None = None
 
 
 @dataclass(frozen=True, slots=True)

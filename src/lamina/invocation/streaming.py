@@ -25,23 +25,26 @@ OCTETS = "application/octet-stream"
 class ChunkQueue:
     def __init__(self) -> None:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._arrived = asyncio.Event()  # a first chunk is here (never consumed by ``started``)
         self.streamed = False
+        self.content_type = "application/octet-stream"
+
+    def begin(self, content_type: str) -> None:
+        self.content_type = content_type
 
     def put(self, chunk: bytes) -> None:
         self.streamed = True
         self._queue.put_nowait(chunk)
+        self._arrived.set()
 
     async def started(self, task: asyncio.Future[Any]) -> bool:
         """True once a first chunk is here; False when ``task`` finished first (its error, if it
-        failed, raised here)."""
-        while self._queue.empty() and not task.done():
-            getter = asyncio.ensure_future(self._queue.get())
-            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
-                self._queue.put_nowait(getter.result())  # back at the front: nothing else queued
-                return True
-            getter.cancel()
-        if not self._queue.empty():
+        failed, raised here).  Nothing is taken off the queue: order is kept."""
+        if not self._arrived.is_set() and not task.done():
+            arrived = asyncio.ensure_future(self._arrived.wait())
+            await asyncio.wait({arrived, task}, return_when=asyncio.FIRST_COMPLETED)
+            arrived.cancel()
+        if self._arrived.is_set():
             return True
         task.result()
         return False

@@ -85,4 +85,9 @@ def apply(cors: Mapping[str, Any] | None, origin: bytes | None, reply: Reply) ->
     if cors is None:
         return reply
     status, headers, body = reply
-    return status, [*headers, *_headers(cors, origin, _RESPONSE)], body
+    return status, [*headers, *response_headers(cors, origin)], body
+
+
+def response_headers(cors: Mapping[str, Any], origin: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The CORS headers of a (non-preflight) response."""
+    return _headers(cors, origin, _RESPONSE)

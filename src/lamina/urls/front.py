@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lamina.auth.sigv4 import SigV4Verifier
@@ -27,15 +27,18 @@ from lamina.execution.types import InvocationInput
 from lamina.functions.service import FunctionService
 from lamina.ids import IdFactory
 from lamina.invocation.service import SYNC_PAYLOAD_MAX, InvocationService
+from lamina.invocation.streaming import ChunkQueue
 from lamina.model.function import LATEST, function_arn
 from lamina.policy.service import PolicyService
 from lamina.store.policy import UNQUALIFIED
 from lamina.store.urls import UrlConfig
 from lamina.urls import cors
 from lamina.urls.event import EventSource
+from lamina.urls.formats import FUNCTION_URL
 from lamina.urls.reply import http_date
 from lamina.urls.service import FunctionUrlService, UrlKey
-from lamina.web.connection import Reply, Request
+from lamina.urls.streamed import streamed_reply
+from lamina.web.connection import Reply, Request, Streamed
 
 log = logging.getLogger("lamina.urls")
 
@@ -110,18 +113,19 @@ class UrlFront:
     def too_large(self, req: Request, limit: int) -> Reply:
         return too_large_reply(limit)
 
-    async def handle(self, req: Request) -> Reply:
+    async def handle(self, req: Request) -> Reply | Streamed:
         d = self._d
         request_id = d.ids.request_id()
         sent_trace = req.hmap.get(b"x-amzn-trace-id")
         trace_id = sent_trace.decode("latin-1") if sent_trace else d.ids.trace_id()
-        status, headers, body = await self._answer(req, request_id, trace_id)
+        reply = await self._answer(req, request_id, trace_id)
+        headers = reply.headers if isinstance(reply, Streamed) else reply[1]
         headers.append((b"date", http_date()))
         headers.append((b"x-amzn-requestid", request_id.encode()))
         headers.append((b"x-amzn-trace-id", trace_id.encode("latin-1")))
-        return status, headers, body
+        return reply
 
-    async def _answer(self, req: Request, request_id: str, trace_id: str) -> Reply:
+    async def _answer(self, req: Request, request_id: str, trace_id: str) -> Reply | Streamed:
         """Auth first -- a refusal carries no CORS headers, and an AWS_IAM URL refuses the
         preflights browsers cannot sign -- then the preflight, or the function's answer."""
         config = self._d.urls.config(self._key)
@@ -133,6 +137,7 @@ class UrlFront:
             return refused.reply
         if config.cors is not None and cors.is_preflight(req.method, req.hmap):
             return cors.preflight(config.cors, req.hmap)
+        reply: Reply | Streamed
         try:
             generated = b"x-amzn-trace-id" not in req.hmap
             reply = await self._invoke(req, config, request_id, trace_id, iam, generated=generated)
@@ -147,6 +152,10 @@ class UrlFront:
         except Exception:
             log.exception("function URL request failed", extra={"request_id": request_id})
             reply = self._failed()
+        if isinstance(reply, Streamed):
+            if config.cors is not None:
+                reply.headers += cors.response_headers(config.cors, req.hmap.get(b"origin"))
+            return reply
         return cors.apply(config.cors, req.hmap.get(b"origin"), reply)
 
     def _failed(self) -> Reply:
@@ -211,7 +220,7 @@ class UrlFront:
         iam: dict[str, Any] | None,
         *,
         generated: bool,
-    ) -> Reply:
+    ) -> Reply | Streamed:
         d = self._d
         region, name, qual = self._key
         qualifier = None if qual == LATEST else qual
@@ -238,5 +247,12 @@ class UrlFront:
             trace_id=trace_id,
             trace_generated=generated,
         )
-        result = await d.invocations.invoke(fv, inv)
+        if config.data.get("InvokeMode") == "RESPONSE_STREAM" and shape.name == FUNCTION_URL:
+            queue = ChunkQueue()
+            task = asyncio.ensure_future(d.invocations.invoke(fv, replace(inv, stream=queue)))
+            if await queue.started(task):  # errors before the first byte raise here, as buffered
+                return await streamed_reply(queue, task)
+            result = task.result()
+        else:
+            result = await d.invocations.invoke(fv, inv)
         return shape.reply(result.payload, result.function_error)

@@ -1205,10 +1205,12 @@ function run(handler) {
       if (typeof result !== 'undefined') {
         console.warn('Streaming handlers ignore return values.');
       }
-      if (!live.stream.writableFinished) {
+      if (!live.stream.writableEnded) {
         fail('Response stream is not finished.');
         return;
       }
+      // end() was called; its 'finish' may still be a tick away
+      if (!live.stream.writableFinished) await new Promise((resolve) => live.stream.once('finish', resolve));
       beforeExit.reset();
       if (exiting) return;
       const send = () => live.finish(scheduleIteration);
