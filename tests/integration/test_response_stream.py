@@ -222,3 +222,21 @@ def test_response_stream_function_url(lam: Any) -> None:
     # Invoke returns the stream as written, prelude included: only URLs read the prelude.
     whole = lam.invoke(FunctionName=name)["Payload"].read()
     assert whole.endswith(b"first;second") and b"\x00" * 8 in whole
+
+
+def test_a_stream_past_20_mb_ends_with_the_size_error(lam: Any) -> None:
+    name = create_function(
+        lam,
+        "from lamina_streaming import stream_response\n\n"
+        "@stream_response\n"
+        "def handler(event, context):\n"
+        "    for _ in range(21):\n"
+        "        yield b'x' * (1024 * 1024)\n",
+        MemorySize=512,
+    )
+    got = list(lam.invoke_with_response_stream(FunctionName=name)["EventStream"])
+    streamed = sum(len(e["PayloadChunk"]["Payload"]) for e in got if "PayloadChunk" in e)
+    assert streamed == 20 * 1024 * 1024  # all that fit
+    complete = got[-1]["InvokeComplete"]
+    assert complete["ErrorCode"] == "Unhandled"
+    assert json.loads(complete["ErrorDetails"])["errorType"] == "Function.ResponseSizeTooLarge"

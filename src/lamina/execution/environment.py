@@ -30,6 +30,8 @@ from lamina.execution.channel import ChannelClosedError, Header, invoke_header
 from lamina.execution.deadlines import Deadlines
 from lamina.execution.logs import init_start_line, log_stream_name
 from lamina.execution.process import EnvProcess
+from lamina.execution.runtime_http import STREAMED_LIMIT
+from lamina.execution.runtime_wire import too_large_payload
 from lamina.execution.types import EnvironmentSpec, InvocationInput
 from lamina.execution.zygote import ExitStatus
 
@@ -270,6 +272,7 @@ class Environment:
         """Chunk frames of a streaming handler (``lamina_streaming``), each handed to the caller's
         stream sink as it comes, up to the end frame; its payload is the whole response."""
         chunks = [first]
+        size = len(first)
         sink = inv.stream
         if sink is not None:
             sink.begin("application/octet-stream")
@@ -278,10 +281,15 @@ class Environment:
             header, payload = await self.channel.receive()
             if header.get("t") != "chunk":
                 break
-            chunks.append(payload)
-            if sink is not None:
-                sink.put(payload)
+            size += len(payload)
+            if size <= STREAMED_LIMIT:  # past it: counted, not kept or passed on
+                chunks.append(payload)
+                if sink is not None:
+                    sink.put(payload)
         if header.get("t") == "result":
+            size += len(payload)
+            if size > STREAMED_LIMIT:
+                return {**header, "t": "error"}, too_large_payload(size, STREAMED_LIMIT)
             payload = b"".join(chunks) + payload
         return header, payload
 
