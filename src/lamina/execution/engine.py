@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import operator
+import os
 import shutil
 import time
 import uuid
@@ -49,6 +50,7 @@ from lamina.execution.logs import now_ms
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
 from lamina.execution.process import EXIT_WAIT_S, EnvProcess
 from lamina.execution.provisioned import PROVISIONED_INIT_TIMEOUT_S, Provisioner
+from lamina.execution.sandbox import DEFAULT_TMP_MB, HOME_DIRS, NOFILE, UID_BASE, runtime_prefixes
 from lamina.execution.spares import SparePool
 from lamina.execution.types import (
     EnvironmentSpec,
@@ -125,6 +127,8 @@ class PythonEngine:
         preload: Sequence[str] = (),
         preload_paths: Sequence[Path] = (),
         provisioned_init_timeout_s: float = PROVISIONED_INIT_TIMEOUT_S,
+        hide: Sequence[Path] = (),
+        uid_base: int | None = UID_BASE,
     ) -> None:
         if overcommit_ratio <= 0:
             raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
@@ -168,6 +172,14 @@ class PythonEngine:
         self._capacity_mb = 0  # host memory x ratio, set by start()
         self._admitted_mb = 0  # see the invariants at the top
         self._preload = (tuple(preload), tuple(str(p) for p in preload_paths))
+        # The sandbox (docs/security.md): dirs hidden from environments (the data dir, home
+        # dirs), one unprivileged uid per live environment (root servers only)
+        self._hide = [str(p) for p in hide] + [d for d in HOME_DIRS if d not in {str(p) for p in hide}]
+        self._uid_base = uid_base if uid_base is not None and os.geteuid() == 0 else None
+        self._uids_free: list[int] = []
+        self._uids_next = 0
+        self._expose: list[str] = []  # what runtimes run from: bound back if under a hidden dir
+        self._tmp_mb = DEFAULT_TMP_MB  # the last function's EphemeralStorage: a spare's hint
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -189,6 +201,7 @@ class PythonEngine:
             interpreters.discover(self._overrides), nodes.discover(self._node_overrides)
         )
         self._launches = catalog.build(self._runtimes, found_nodes)
+        self._expose = runtime_prefixes([*self._runtimes.values(), *found_nodes.values()])
         results = await asyncio.gather(
             *(self._zygote(path).ensure_running() for path in self._runtimes.values()),
             return_exceptions=True,
@@ -431,6 +444,7 @@ class PythonEngine:
             await asyncio.wait([e.proc.exit_status for e in evicted], timeout=EXIT_WAIT_S)
         self._code_parent = str(spec.code_dir.parent)
         self._memory_mb = spec.memory_mb
+        self._tmp_mb = spec.ephemeral_storage_mb
         try:
             proc = await self._spares.take(spec.interpreter)
         except (ZygoteError, OSError) as exc:
@@ -496,10 +510,26 @@ class PythonEngine:
             tmp_dir.rmdir()
             raise
         zygote = self._zygote(interpreter)
-        proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir)
+        sandbox = {
+            "uid": self._take_uid(),
+            "nofile": NOFILE,
+            "tmp_mb": self._tmp_mb,
+            "hide": self._hide,
+            "expose": self._expose,
+        }
+        proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir, sandbox=sandbox)
         proc.code_parent = self._code_parent
         self._procs[proc_id] = proc
         return proc
+
+    def _take_uid(self) -> int | None:
+        """An unprivileged uid no live environment has (None: this server cannot switch users)."""
+        if self._uid_base is None:
+            return None
+        if self._uids_free:
+            return self._uids_free.pop()
+        self._uids_next += 1
+        return self._uid_base + self._uids_next
 
     def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
@@ -558,6 +588,10 @@ class PythonEngine:
             self._envs.pop(proc.id, None)
             self._procs.pop(proc.id, None)
             self._destroying.pop(proc.id, None)
+            uid = proc.sandbox.get("uid")
+            if uid is not None and proc.cgroup is not None and proc.exited:
+                # Reused only once nothing of that environment can be left: its cgroup is gone
+                self._uids_free.append(uid)
 
     async def _settle(self, env_ids: Any) -> None:
         tasks = [t for i in list(env_ids) if (t := self._destroying.get(i)) is not None]
