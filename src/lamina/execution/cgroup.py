@@ -285,6 +285,8 @@ class MemoryCgroups:
                 extra.mkdir()
             if pids is not None:
                 _write(pids / "pids.max", str(PIDS_MAX).encode())
+            if cpu is not None and self.version is CgroupVersion.V1:
+                _write(cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US).encode())
             swap = path / "memory.swap.max"
             if self.version is CgroupVersion.V2 and swap.exists():
                 swap.write_text("0")  # without it, swap would let the env exceed its limit
