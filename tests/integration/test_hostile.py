@@ -386,3 +386,26 @@ def test_limits_inside_an_environment(lam: Any, hostile: LaminaServer, echo: str
     assert body["nofile"] == [1024, 1024]
     assert body["uid"] != 0 and body["gid"] != 0 and body["groups"] == []
     assert_server_fine(lam, hostile, echo)
+
+
+def test_dev_is_minimal(lam: Any, hostile: LaminaServer, echo: str) -> None:
+    name = create_function(
+        lam,
+        "import os, subprocess\n"
+        "def handler(event, context):\n"
+        "    with open('/dev/null', 'w') as f:\n"
+        "        f.write('x')\n"
+        "    with open('/dev/urandom', 'rb') as f:\n"
+        "        random = len(f.read(16))\n"
+        "    with open('/dev/shm/x', 'w') as f:\n"
+        "        f.write('shared')\n"
+        "    shell = subprocess.run(['sh', '-c', 'echo to-stderr >/dev/stderr; echo ok'],\n"
+        "                           capture_output=True, text=True)\n"
+        "    return {'dev': sorted(os.listdir('/dev')), 'random': random, 'shell': shell.stdout.strip()}\n",
+    )
+    _, body = invoke(lam, name)
+    assert body["dev"] == sorted(
+        ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+    )
+    assert body["random"] == 16 and body["shell"] == "ok"
+    assert_server_fine(lam, hostile, echo)

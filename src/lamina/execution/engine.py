@@ -515,6 +515,7 @@ class PythonEngine:
             "nofile": NOFILE,
             "tmp_mb": self._tmp_mb,
             "hide": self._hide,
+            "minimal_dev": True,
             "expose": self._expose,
         }
         proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir, sandbox=sandbox)

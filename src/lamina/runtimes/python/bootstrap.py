@@ -69,6 +69,7 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
@@ -528,9 +529,43 @@ def mount_private(libc, cfg):
     elif libc.mount(cfg["tmp_dir"].encode(), b"/tmp", None, MS_BIND | MS_REC, None) != 0:
         sandbox.close()
         return Sandbox()
+    if cfg.get("minimal_dev"):
+        minimal_dev(libc)
     for path in cfg.get("hide") or ():
         hide(libc, sandbox, path)
     return sandbox
+
+
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+}
+
+
+def minimal_dev(libc):
+    """/dev with only what programs expect: null, zero, full, random, urandom, tty (bound from
+    the host's), the fd links and a /dev/shm of our own -- no disks, GPUs or other devices."""
+    host_dev = os.open("/dev", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if libc.mount(b"tmpfs", b"/dev", b"tmpfs", MS_NOSUID | MS_NOEXEC, b"size=64k,mode=0755") != 0:
+            raise OSError(ctypes.get_errno(), "cannot mount /dev")
+        for name in DEV_NODES:
+            target = f"/dev/{name}"
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+            source = f"/proc/self/fd/{host_dev}/{name}".encode()
+            if libc.mount(source, target.encode(), None, MS_BIND, None) != 0:
+                raise OSError(ctypes.get_errno(), f"cannot bind {target}")
+        for name, target in DEV_LINKS.items():
+            os.symlink(target, f"/dev/{name}")
+        os.mkdir("/dev/shm", 0o1777)
+        os.chmod("/dev/shm", 0o1777)
+        if libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64m,mode=1777") != 0:
+            raise OSError(ctypes.get_errno(), "cannot mount /dev/shm")
+    finally:
+        os.close(host_dev)
 
 
 def hide(libc, sandbox, path):
