@@ -374,17 +374,47 @@ def test_another_environments_runtime_api_refuses_a_function(
     assert_server_fine(lam, hostile, echo)
 
 
+LIMITS = """
+import os, resource
+def cgroup_file(controller, name):
+    for line in open("/proc/self/cgroup"):
+        _, controllers, path = line.rstrip("\\n").split(":", 2)
+        if controller in controllers.split(","):
+            try:
+                return open(f"/sys/fs/cgroup/{controller}{path}/{name}").read().strip()
+            except OSError:
+                return None
+    return None
+def handler(event, context):
+    tmp = os.statvfs("/tmp")
+    return {
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+        "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+        "tmp_mb": tmp.f_blocks * tmp.f_frsize // (1 << 20),
+        "pids_max": cgroup_file("pids", "pids.max"),
+        "cfs_quota_us": cgroup_file("cpu", "cpu.cfs_quota_us"),
+        "cfs_period_us": cgroup_file("cpu", "cpu.cfs_period_us"),
+    }
+"""
+
+
 def test_limits_inside_an_environment(lam: Any, hostile: LaminaServer, echo: str) -> None:
-    name = create_function(
-        lam,
-        "import os, resource\n"
-        "def handler(event, context):\n"
-        "    return {'nofile': resource.getrlimit(resource.RLIMIT_NOFILE), 'uid': os.getuid(),\n"
-        "            'gid': os.getgid(), 'groups': os.getgroups()}\n",
-    )
-    _, body = invoke(lam, name)
+    small = create_function(lam, LIMITS, MemorySize=128)
+    big = create_function(lam, LIMITS, MemorySize=3538, EphemeralStorage={"Size": 1024})
+    _, body = invoke(lam, small)
     assert body["nofile"] == [1024, 1024]
     assert body["uid"] != 0 and body["gid"] != 0 and body["groups"] == []
+    assert body["tmp_mb"] == 512  # EphemeralStorage's default
+    _, large = invoke(lam, big)
+    assert large["tmp_mb"] == 1024
+    assert large["uid"] != body["uid"]  # one uid per environment
+    if body["pids_max"] is None or body["cfs_quota_us"] is None:
+        pytest.skip("no cgroup v1 pids and cpu hierarchies on this host (v2 is covered by the unit tests)")
+    assert body["pids_max"] == "1024"
+    assert body["cfs_period_us"] == "100000"
+    assert int(body["cfs_quota_us"]) == 128 * 100000 // 1769  # 1,769 MB = one vCPU
+    cpus = len(os.sched_getaffinity(0))
+    assert int(large["cfs_quota_us"]) == min(2, cpus) * 100000  # capped at the host's CPUs
     assert_server_fine(lam, hostile, echo)
 
 
