@@ -43,7 +43,7 @@ from lamina.execution import capacity, catalog, interpreters, jsonlogs, nodes, t
 from lamina.execution.api_environment import ApiEnvironment
 from lamina.execution.capacity import HostCapacity
 from lamina.execution.catalog import RuntimeLaunch
-from lamina.execution.cgroup import MemoryCgroups, detect_memory_root
+from lamina.execution.cgroup import PIDS_MAX, MemoryCgroups, detect_memory_root
 from lamina.execution.deadlines import Deadlines
 from lamina.execution.environment import Environment, EnvState, Phase, PhaseResult, PlatformError, init_config
 from lamina.execution.logs import now_ms
@@ -510,8 +510,12 @@ class PythonEngine:
             tmp_dir.rmdir()
             raise
         zygote = self._zygote(interpreter)
+        uid = self._take_uid()
+        pids_cgroup = self._cgroups is not None and self._cgroups.limits["pids"]
         sandbox = {
-            "uid": self._take_uid(),
+            "uid": uid,
+            # Without a pids cgroup, RLIMIT_NPROC of the environment's own uid caps it instead
+            "nproc": PIDS_MAX if uid is not None and not pids_cgroup else None,
             "nofile": NOFILE,
             "tmp_mb": self._tmp_mb,
             "hide": self._hide,

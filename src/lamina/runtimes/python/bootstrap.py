@@ -665,6 +665,8 @@ def drop_privileges(libc, cfg):
         return
     os.setgroups([])
     os.setresgid(uid, uid, uid)
+    if cfg.get("nproc"):  # no pids cgroup: the uid is the environment's own, so this counts it alone
+        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"], cfg["nproc"]))
     os.setresuid(uid, uid, uid)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != cfg["zygote_pid"]:
