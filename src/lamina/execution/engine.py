@@ -195,6 +195,9 @@ class PythonEngine:
             if found is not None:
                 self._cgroups = MemoryCgroups(*found)
                 self._cgroups.setup()
+                missing = [name for name, held in self._cgroups.limits.items() if not held]
+                if missing:
+                    log.warning("no writable %s cgroup: those limits are not enforced", " or ".join(missing))
             else:
                 log.warning("no writable memory cgroup: memory limits are enforced by RSS polling")
         self._runtimes, found_nodes = await asyncio.gather(
