@@ -175,6 +175,31 @@ def test_filling_tmp_stops_at_ephemeral_storage(lam: Any, hostile: LaminaServer,
     assert_server_fine(lam, hostile, echo)
 
 
+def test_the_hosts_other_scratch_dirs_are_not_writable_from_a_function(
+    lam: Any, hostile: LaminaServer, echo: str
+) -> None:
+    mark = "lamina-hostile-" + uuid.uuid4().hex
+    code = (
+        "import os\n"
+        "def handler(event, context):\n"
+        "    out = {}\n"
+        "    for d in ('/var/tmp', '/run/lock', '/dev/shm'):\n"
+        "        try:\n"
+        "            with open(os.path.join(d, event['mark']), 'w') as f:\n"
+        "                f.write('x')\n"
+        "            out[d] = 'written'\n"
+        "        except OSError as exc:\n"
+        "            out[d] = type(exc).__name__\n"
+        "    return out\n"
+    )
+    name = create_function(lam, code)
+    _, body = invoke(lam, name, {"mark": mark})
+    for scratch in ("/var/tmp", "/run/lock", "/dev/shm"):
+        assert not os.path.exists(os.path.join(scratch, mark)), f"{scratch} of the host written: {body}"
+    assert body["/var/tmp"] == "written"  # its own: the /tmp tmpfs
+    assert_server_fine(lam, hostile, echo)
+
+
 def test_infinite_output_times_out_and_is_capped(lam: Any, hostile: LaminaServer, echo: str) -> None:
     code = (
         "import sys\n"

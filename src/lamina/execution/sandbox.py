@@ -12,7 +12,9 @@ from collections.abc import Iterable
 # environment's cgroup -- every process it started -- is gone.
 UID_BASE = 1_900_000_000
 NOFILE = 1024  # RLIMIT_NOFILE, soft and hard: AWS's limit
-HOME_DIRS = ("/root", "/home")  # hidden from every environment, like the data dir
+# Hidden from every environment, like the data dir: home dirs, and the host's world-writable
+# /run/lock (on disk here); /var/tmp is the environment's own /tmp (bootstrap's mount_private)
+HOME_DIRS = ("/root", "/home", "/run/lock")
 DEFAULT_TMP_MB = 512  # EphemeralStorage's default: a spare's /tmp size until claimed
 
 

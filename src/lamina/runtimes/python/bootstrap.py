@@ -529,6 +529,10 @@ def mount_private(libc, cfg):
     elif libc.mount(cfg["tmp_dir"].encode(), b"/tmp", None, MS_BIND | MS_REC, None) != 0:
         sandbox.close()
         return Sandbox()
+    # The host's other world-writable scratch dir: the same tmpfs, the same size limit
+    scratch = sandbox.tmp_mb is not None and os.path.isdir("/var/tmp")
+    if scratch and libc.mount(b"/tmp", b"/var/tmp", None, MS_BIND, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot bind /var/tmp")
     if cfg.get("minimal_dev"):
         minimal_dev(libc)
     for path in cfg.get("hide") or ():
@@ -569,7 +573,8 @@ def minimal_dev(libc):
 
 
 def hide(libc, sandbox, path):
-    """Cover ``path`` with an empty read-only tmpfs, keeping an fd to bind things back from."""
+    """Cover ``path`` with an empty tmpfs (root's, 0711: nothing to list or write for the
+    environment's user), keeping an fd to bind things back from."""
     if path.startswith("/tmp/") or not os.path.isdir(path):
         return  # under the host's /tmp: hidden already
     fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
