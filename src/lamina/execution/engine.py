@@ -50,7 +50,7 @@ from lamina.execution.logs import now_ms
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
 from lamina.execution.process import EXIT_WAIT_S, EnvProcess
 from lamina.execution.provisioned import PROVISIONED_INIT_TIMEOUT_S, Provisioner
-from lamina.execution.sandbox import DEFAULT_TMP_MB, HOME_DIRS, NOFILE, UID_BASE, runtime_prefixes
+from lamina.execution.sandbox import DEFAULT_TMP_MB, HOME_DIRS, NOFILE, UID_BASE, UidBlock, runtime_prefixes
 from lamina.execution.spares import SparePool
 from lamina.execution.types import (
     EnvironmentSpec,
@@ -176,8 +176,7 @@ class PythonEngine:
         # dirs), one unprivileged uid per live environment (root servers only)
         self._hide = [str(p) for p in hide] + [d for d in HOME_DIRS if d not in {str(p) for p in hide}]
         self._uid_base = uid_base if uid_base is not None and os.geteuid() == 0 else None
-        self._uids_free: list[int] = []
-        self._uids_next = 0
+        self._uids: UidBlock | None = None  # acquired by start()
         self._expose: list[str] = []  # what runtimes run from: bound back if under a hidden dir
         self._tmp_mb = DEFAULT_TMP_MB  # the last function's EphemeralStorage: a spare's hint
 
@@ -190,6 +189,11 @@ class PythonEngine:
         self._capacity_mb = int(self._host_memory_mb * self._overcommit_ratio)
         await loop.run_in_executor(None, shutil.rmtree, self._tmp_root, True)  # ours, from a previous run
         self._tmp_root.mkdir(parents=True, exist_ok=True)
+        if self._uid_base is not None:
+            try:
+                self._uids = UidBlock.acquire(self._uid_base)
+            except OSError as exc:
+                log.warning("environments will run as the server's user: %s", exc)
         if self._use_cgroups:
             found = detect_memory_root()
             if found is not None:
@@ -289,6 +293,8 @@ class PythonEngine:
             self._deadlines.close()
         if self._cgroups is not None:
             self._cgroups.remove_base()
+        if self._uids is not None:
+            self._uids.close()
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self._tmp_root, True)
 
     # ------------------------------------------------------------------ invoke
@@ -523,6 +529,7 @@ class PythonEngine:
             "tmp_mb": self._tmp_mb,
             "hide": self._hide,
             "minimal_dev": True,
+            "hide_pids": uid is not None,  # hidepid hides other uids: useless without our own
             "expose": self._expose,
         }
         proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir, sandbox=sandbox)
@@ -532,12 +539,7 @@ class PythonEngine:
 
     def _take_uid(self) -> int | None:
         """An unprivileged uid no live environment has (None: this server cannot switch users)."""
-        if self._uid_base is None:
-            return None
-        if self._uids_free:
-            return self._uids_free.pop()
-        self._uids_next += 1
-        return self._uid_base + self._uids_next
+        return None if self._uids is None else self._uids.take()
 
     def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
@@ -597,9 +599,10 @@ class PythonEngine:
             self._procs.pop(proc.id, None)
             self._destroying.pop(proc.id, None)
             uid = proc.sandbox.get("uid")
-            if uid is not None and proc.cgroup is not None and proc.exited:
-                # Reused only once nothing of that environment can be left: its cgroup is gone
-                self._uids_free.append(uid)
+            if uid is not None and self._uids is not None and proc.exited:
+                # Reused only once the process is gone and its cgroup (every process it started)
+                # emptied.  Without cgroups a setsid daemon can outlive it: docs/security.md.
+                self._uids.give_back(uid)
 
     async def _settle(self, env_ids: Any) -> None:
         tasks = [t for i in list(env_ids) if (t := self._destroying.get(i)) is not None]

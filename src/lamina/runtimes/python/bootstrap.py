@@ -64,6 +64,7 @@ SCAN = JSONDecoder().scan_once  # the C scanner: json.loads' wrappers cost more 
 
 # Linux constants (x86_64 and aarch64 agree on these).
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -535,6 +536,8 @@ def mount_private(libc, cfg):
         raise OSError(ctypes.get_errno(), "cannot bind /var/tmp")
     if cfg.get("minimal_dev"):
         minimal_dev(libc)
+    if cfg.get("hide_pids"):
+        own_proc(libc)
     for path in cfg.get("hide") or ():
         hide(libc, sandbox, path)
     return sandbox
@@ -570,6 +573,17 @@ def minimal_dev(libc):
             raise OSError(ctypes.get_errno(), "cannot mount /dev/shm")
     finally:
         os.close(host_dev)
+
+
+def own_proc(libc):
+    """A /proc of our own in which other users' processes are invisible (hidepid; per mount since
+    Linux 5.8): with its own uid, the environment sees only its own processes.  /proc/meminfo,
+    /proc/cpuinfo and the like stay as they are."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    for options in (b"hidepid=invisible", b"hidepid=2"):
+        if libc.mount(b"proc", b"/proc", b"proc", flags, options) == 0:
+            return
+    raise OSError(ctypes.get_errno(), "cannot mount /proc")
 
 
 def hide(libc, sandbox, path):
@@ -673,6 +687,9 @@ def drop_privileges(libc, cfg):
     if cfg.get("nproc"):  # no pids cgroup: the uid is the environment's own, so this counts it alone
         resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"], cfg["nproc"]))
     os.setresuid(uid, uid, uid)
+    # Changing credentials made us non-dumpable: our /proc entries root's, our own children
+    # unable to see us.  The uid is this environment's alone, so being dumpable exposes nothing.
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != cfg["zygote_pid"]:
         os._exit(70)
