@@ -503,10 +503,11 @@ class PythonEngine:
         Runs on the loop: a mkdir, a chmod and a cgroup mkdir -- tens of microseconds, no disk wait.
         """
         proc_id = uuid.uuid4().hex
+        uid = self._take_uid()  # first: it may raise (every uid held) with nothing to undo
         tmp_dir = self._tmp_root / proc_id
-        tmp_dir.mkdir()
         cgroup = None
         try:
+            tmp_dir.mkdir()
             tmp_dir.chmod(0o1777)
             if self._cgroups is not None:
                 cgroup = self._cgroups.create(proc_id)
@@ -516,10 +517,12 @@ class PythonEngine:
         except OSError:
             if cgroup is not None:
                 cgroup.remove()
-            tmp_dir.rmdir()
+            with contextlib.suppress(OSError):
+                tmp_dir.rmdir()
+            if uid is not None and self._uids is not None:
+                self._uids.give_back(uid)
             raise
         zygote = self._zygote(interpreter)
-        uid = self._take_uid()
         pids_cgroup = self._cgroups is not None and self._cgroups.limits["pids"]
         sandbox = {
             "uid": uid,
