@@ -117,6 +117,7 @@ class Platform:
             overcommit_ratio=s.overcommit_ratio,
             preload=s.preload,
             preload_paths=s.preload_paths,
+            hide=[s.data_dir],
         )
         await self.engine.start()
         db = await asyncio.to_thread(sqlite_engine, s.db_path)

@@ -277,3 +277,71 @@ def test_zygote_is_restarted_after_it_dies(tmp_path: Path) -> None:
             await engine.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a per-environment uid needs a root engine")
+def test_without_a_pids_cgroup_rlimit_nproc_of_the_environments_uid_caps_forks(tmp_path: Path) -> None:
+    """The fallback where no pids controller is writable: RLIMIT_NPROC, which counts the processes
+    of the environment's own uid -- so only its own."""
+    harness = Harness(tmp_path / "run", cgroups=False)
+    try:
+        code = write_code(
+            tmp_path,
+            """
+            import os, resource, time
+            def handler(event, context):
+                made, error, children = 0, None, []
+                while made < 2000:  # bounded: a failed containment must not take the host down
+                    try:
+                        pid = os.fork()
+                    except OSError as exc:
+                        error = exc.errno
+                        break
+                    if pid == 0:
+                        time.sleep(60)
+                        os._exit(0)
+                    children.append(pid)
+                    made += 1
+                for pid in children:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                return {"made": made, "errno": error, "nproc": resource.getrlimit(resource.RLIMIT_NPROC)}
+            """,
+        )
+        spec = make_spec(harness.engine, code, timeout_s=60)
+        body = result(harness.invoke(spec))
+        assert body["nproc"] == [1024, 1024]
+        assert body["errno"] == 11 and body["made"] < 1024
+    finally:
+        harness.close()
+
+
+def test_cpu_quota_is_proportional_to_memory_and_capped_at_the_hosts_cpus() -> None:
+    from lamina.execution.cgroup import cpu_quota_us
+
+    assert cpu_quota_us(1769, cpus=2) == 100_000  # one vCPU per 100 ms period
+    assert cpu_quota_us(128, cpus=2) == 128 * 100_000 // 1769
+    assert cpu_quota_us(3538, cpus=2) == 200_000
+    assert cpu_quota_us(10240, cpus=2) == 200_000  # no more than the host has
+    assert cpu_quota_us(10240, cpus=8) == 10240 * 100_000 // 1769
+
+
+def test_two_servers_never_hold_the_same_block_of_uids(tmp_path: Path) -> None:
+    from lamina.execution.sandbox import UIDS_PER_SERVER, UidBlock
+
+    first = UidBlock.acquire(1000, tmp_path)
+    second = UidBlock.acquire(1000, tmp_path)
+    try:
+        assert second.base == first.base + UIDS_PER_SERVER
+        a, b = first.take(), first.take()
+        assert a != b and first.base < a < first.base + UIDS_PER_SERVER
+        first.give_back(a)
+        assert first.take() == a
+    finally:
+        first.close()
+        second.close()
+    third = UidBlock.acquire(1000, tmp_path)  # a closed (or dead) server's block is free again
+    try:
+        assert third.base == 1000
+    finally:
+        third.close()

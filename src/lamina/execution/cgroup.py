@@ -1,8 +1,11 @@
-"""Memory cgroups: one per environment, limit = MemorySize, peak per REPORT, OOM read at death.
+"""Cgroups: one per environment, limit = MemorySize, peak per REPORT, OOM read at death; and,
+where the controllers are writable, pids <= 1024 and CPU proportional to memory.
 
-Layout: ``<memory cgroup root>/lamina/<server pid>-<random>/<env id>``.  v1 (``memory`` hierarchy)
-and v2 (unified, memory controller enabled) are both handled.  Everything here touches cgroupfs
-pseudo-files only: these calls do not block on disk, so the engine makes them on the event loop.
+Layout: ``<controller root>/lamina/<server pid>-<random>/<env id>``.  v1 (one hierarchy per
+controller: ``memory``, and ``pids`` and ``cpu`` when writable) and v2 (unified, with the memory
+controller, and pids and cpu when they can be enabled) are both handled.  Everything here touches
+cgroupfs pseudo-files only: these calls do not block on disk, so the engine makes them on the
+event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +19,18 @@ from pathlib import Path
 
 V1_ROOT = Path("/sys/fs/cgroup/memory")
 V2_ROOT = Path("/sys/fs/cgroup")
+V1_PIDS_ROOT = Path("/sys/fs/cgroup/pids")
+V1_CPU_ROOT = Path("/sys/fs/cgroup/cpu")
+
+PIDS_MAX = 1024  # processes and threads per environment (the fork bomb's ceiling)
+MB_PER_VCPU = 1769  # AWS: a function gets one vCPU at 1,769 MB, proportionally below and above
+CFS_PERIOD_US = 100_000
+
+
+def cpu_quota_us(memory_mb: int, cpus: int) -> int:
+    """CFS quota per 100 ms period: MemorySize / 1,769 MB vCPUs, capped at the host's CPUs."""
+    share = min(memory_mb / MB_PER_VCPU, float(cpus))
+    return max(1000, int(share * CFS_PERIOD_US))  # the kernel's floor is 1 ms
 
 
 class CgroupVersion(enum.Enum):
@@ -84,11 +99,22 @@ def kill_procs(group: Path) -> int:
 
 
 class EnvCgroup:
-    """One environment's memory cgroup."""
+    """One environment's cgroup: memory, and the pids and cpu groups beside it (v1) or in it (v2)."""
 
-    def __init__(self, path: Path, version: CgroupVersion) -> None:
+    def __init__(
+        self,
+        path: Path,
+        version: CgroupVersion,
+        *,
+        pids: Path | None = None,
+        cpu: Path | None = None,
+        cpus: int = 1,
+    ) -> None:
         self.path = path
         self.version = version
+        self.pids = pids  # the group holding pids.max (v1: in the pids hierarchy; v2: path)
+        self.cpu = cpu  # the group holding the CFS quota (v1: cpu hierarchy; v2: path)
+        self.cpus = cpus
         self.limit_mb: int | None = None  # None: no limit of its own
         self._peak_fd: int | None = None
         # v1: without memsw (swap accounting off), swap could let the env exceed its limit
@@ -97,6 +123,12 @@ class EnvCgroup:
     @property
     def procs_file(self) -> Path:
         return self.path / "cgroup.procs"
+
+    @property
+    def join_files(self) -> list[Path]:
+        """Every ``cgroup.procs`` a process writes its pid to, to be in all of its groups."""
+        groups = [self.path] + [g for g in (self.pids, self.cpu) if g is not None and g != self.path]
+        return [g / "cgroup.procs" for g in groups]
 
     def peak_bytes(self) -> int | None:
         """Peak usage; the file stays open and is pread (0.4 us, vs 16 us for open+read)."""
@@ -120,11 +152,13 @@ class EnvCgroup:
             if self.limit_mb is not None and memory_mb > self.limit_mb:
                 names.reverse()
         for name in names:
-            fd = os.open(self.path / name, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, limit)
-            finally:
-                os.close(fd)
+            _write(self.path / name, limit)
+        if self.cpu is not None:
+            quota = cpu_quota_us(memory_mb, self.cpus)
+            if self.version is CgroupVersion.V2:
+                _write(self.cpu / "cpu.max", f"{quota} {CFS_PERIOD_US}".encode())
+            else:
+                _write(self.cpu / "cpu.cfs_quota_us", str(quota).encode())
         self.limit_mb = memory_mb
 
     def oom_killed(self) -> bool:
@@ -140,84 +174,157 @@ class EnvCgroup:
         return kill_procs(self.path)
 
     def remove(self) -> bool:
-        """rmdir the group; False while processes still hold it (caller retries)."""
+        """rmdir the groups; False while processes still hold one (caller retries)."""
         if self._peak_fd is not None:
             os.close(self._peak_fd)
             self._peak_fd = None
-        try:
-            self.path.rmdir()
-        except FileNotFoundError:
-            return True
-        except OSError:
-            return False
-        return True
+        done = True
+        for group in {self.path, self.pids, self.cpu}:
+            if group is None:
+                continue
+            try:
+                group.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                done = False
+        return done
+
+
+def _write(path: Path, value: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value)
+    finally:
+        os.close(fd)
 
 
 class MemoryCgroups:
-    """This engine's cgroup subtree."""
+    """This engine's cgroup subtree (memory, and pids and cpu where writable)."""
 
-    def __init__(self, root: Path, version: CgroupVersion) -> None:
+    def __init__(self, root: Path, version: CgroupVersion, *, cpus: int | None = None) -> None:
         self.root = root
         self.version = version
         self.lamina = root / "lamina"
-        self.base = self.lamina / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.base = self.lamina / self.name
+        self.cpus = cpus or os.cpu_count() or 1
+        # v1: the pids and cpu hierarchies' own subtrees (None: not writable here); v2: flags
+        self.pids_base: Path | None = None
+        self.cpu_base: Path | None = None
+        self.v2_pids = False
+        self.v2_cpu = False
 
     def setup(self) -> None:
         self.lamina.mkdir(exist_ok=True)
         if self.version is CgroupVersion.V2:
-            self._enable_memory(self.root)
-            self._enable_memory(self.lamina)
+            for group in (self.root, self.lamina):
+                self._enable(group, "memory", "pids", "cpu")
         self.remove_stale()
         self.base.mkdir()
         if self.version is CgroupVersion.V2:
-            self._enable_memory(self.base)
+            self._enable(self.base, "memory", "pids", "cpu")
+            enabled = (self.base / "cgroup.subtree_control").read_text().split()
+            self.v2_pids = "pids" in enabled
+            self.v2_cpu = "cpu" in enabled
+            return
+        self.pids_base = self._v1_base(V1_PIDS_ROOT, "pids.max")
+        self.cpu_base = self._v1_base(V1_CPU_ROOT, "cpu.cfs_quota_us")
+
+    def _v1_base(self, root: Path, probe: str) -> Path | None:
+        """This engine's subtree in another v1 hierarchy, or None if it cannot be made."""
+        if not (root / "cgroup.procs").exists():
+            return None
+        lamina = root / "lamina"
+        try:
+            lamina.mkdir(exist_ok=True)
+            remove_stale_groups(lamina)
+            base = lamina / self.name
+            base.mkdir()
+        except OSError:
+            return None
+        if not (base / probe).exists():
+            with contextlib.suppress(OSError):
+                base.rmdir()
+            return None
+        return base
 
     @staticmethod
-    def _enable_memory(group: Path) -> None:
-        with contextlib.suppress(OSError):
-            (group / "cgroup.subtree_control").write_text("+memory")
+    def _enable(group: Path, *controllers: str) -> None:
+        for name in controllers:  # one at a time: an unavailable one must not stop the others
+            with contextlib.suppress(OSError):
+                (group / "cgroup.subtree_control").write_text(f"+{name}")
+
+    @property
+    def limits(self) -> dict[str, bool]:
+        """Which limits beyond memory the kernel enforces here (pids, cpu)."""
+        return {
+            "pids": self.pids_base is not None or self.v2_pids,
+            "cpu": self.cpu_base is not None or self.v2_cpu,
+        }
 
     def remove_stale(self) -> int:
-        """Remove ``lamina/<pid>-*`` groups whose server is gone (killing what is left in them)."""
-        removed = 0
-        for group in self.lamina.iterdir():
-            pid_text = group.name.partition("-")[0]
-            if not group.is_dir() or not pid_text.isdigit() or _alive(int(pid_text)):
+        return remove_stale_groups(self.lamina)
+
+    def create(self, env_id: str) -> EnvCgroup:
+        """Groups with no memory limit of their own yet (``EnvCgroup.set_limit`` sets it), pids
+        capped at ``PIDS_MAX``."""
+        path = self.base / env_id
+        path.mkdir()
+        pids = cpu = None
+        if self.version is CgroupVersion.V2:
+            pids = path if self.v2_pids else None
+            cpu = path if self.v2_cpu else None
+        else:
+            pids = self.pids_base / env_id if self.pids_base is not None else None
+            cpu = self.cpu_base / env_id if self.cpu_base is not None else None
+        group = EnvCgroup(path, self.version, pids=pids, cpu=cpu, cpus=self.cpus)
+        try:
+            for extra in {pids, cpu} - {path, None}:
+                assert extra is not None
+                extra.mkdir()
+            if pids is not None:
+                _write(pids / "pids.max", str(PIDS_MAX).encode())
+            if cpu is not None and self.version is CgroupVersion.V1:
+                _write(cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US).encode())
+            swap = path / "memory.swap.max"
+            if self.version is CgroupVersion.V2 and swap.exists():
+                swap.write_text("0")  # without it, swap would let the env exceed its limit
+        except OSError:
+            group.remove()
+            raise
+        return group
+
+    def remove_base(self) -> None:
+        for base in (self.base, self.pids_base, self.cpu_base):
+            if base is None:
                 continue
-            for child in group.iterdir():
+            for child in base.iterdir() if base.exists() else ():
                 if child.is_dir():
                     kill_procs(child)
                     with contextlib.suppress(OSError):
                         child.rmdir()
-            kill_procs(group)
             with contextlib.suppress(OSError):
-                group.rmdir()
-                removed += 1
-        return removed
+                base.rmdir()
 
-    def create(self, env_id: str) -> EnvCgroup:
-        """A group with no limit of its own yet: ``EnvCgroup.set_limit`` sets it."""
-        path = self.base / env_id
-        path.mkdir()
-        if self.version is CgroupVersion.V2:
-            swap = path / "memory.swap.max"
-            try:
-                if swap.exists():  # without it, swap would let the env exceed its limit
-                    swap.write_text("0")
-            except OSError:
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-                raise
-        return EnvCgroup(path, self.version)
 
-    def remove_base(self) -> None:
-        for child in self.base.iterdir() if self.base.exists() else ():
+def remove_stale_groups(lamina: Path) -> int:
+    """Remove ``lamina/<pid>-*`` groups whose server is gone (killing what is left in them)."""
+    removed = 0
+    for group in lamina.iterdir():
+        pid_text = group.name.partition("-")[0]
+        if not group.is_dir() or not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        for child in group.iterdir():
             if child.is_dir():
                 kill_procs(child)
                 with contextlib.suppress(OSError):
                     child.rmdir()
+        kill_procs(group)
         with contextlib.suppress(OSError):
-            self.base.rmdir()
+            group.rmdir()
+            removed += 1
+    return removed
 
 
 def _alive(pid: int) -> bool:

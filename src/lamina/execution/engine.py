@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import operator
+import os
 import shutil
 import time
 import uuid
@@ -42,13 +43,14 @@ from lamina.execution import capacity, catalog, interpreters, jsonlogs, nodes, t
 from lamina.execution.api_environment import ApiEnvironment
 from lamina.execution.capacity import HostCapacity
 from lamina.execution.catalog import RuntimeLaunch
-from lamina.execution.cgroup import MemoryCgroups, detect_memory_root
+from lamina.execution.cgroup import PIDS_MAX, MemoryCgroups, detect_memory_root
 from lamina.execution.deadlines import Deadlines
 from lamina.execution.environment import Environment, EnvState, Phase, PhaseResult, PlatformError, init_config
 from lamina.execution.logs import now_ms
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
 from lamina.execution.process import EXIT_WAIT_S, EnvProcess
 from lamina.execution.provisioned import PROVISIONED_INIT_TIMEOUT_S, Provisioner
+from lamina.execution.sandbox import DEFAULT_TMP_MB, HOME_DIRS, NOFILE, UID_BASE, UidBlock, runtime_prefixes
 from lamina.execution.spares import SparePool
 from lamina.execution.types import (
     EnvironmentSpec,
@@ -125,6 +127,8 @@ class PythonEngine:
         preload: Sequence[str] = (),
         preload_paths: Sequence[Path] = (),
         provisioned_init_timeout_s: float = PROVISIONED_INIT_TIMEOUT_S,
+        hide: Sequence[Path] = (),
+        uid_base: int | None = UID_BASE,
     ) -> None:
         if overcommit_ratio <= 0:
             raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
@@ -168,6 +172,13 @@ class PythonEngine:
         self._capacity_mb = 0  # host memory x ratio, set by start()
         self._admitted_mb = 0  # see the invariants at the top
         self._preload = (tuple(preload), tuple(str(p) for p in preload_paths))
+        # The sandbox (docs/security.md): dirs hidden from environments (the data dir, home
+        # dirs), one unprivileged uid per live environment (root servers only)
+        self._hide = [str(p) for p in hide] + [d for d in HOME_DIRS if d not in {str(p) for p in hide}]
+        self._uid_base = uid_base if uid_base is not None and os.geteuid() == 0 else None
+        self._uids: UidBlock | None = None  # acquired by start()
+        self._expose: list[str] = []  # what runtimes run from: bound back if under a hidden dir
+        self._tmp_mb = DEFAULT_TMP_MB  # the last function's EphemeralStorage: a spare's hint
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -178,17 +189,26 @@ class PythonEngine:
         self._capacity_mb = int(self._host_memory_mb * self._overcommit_ratio)
         await loop.run_in_executor(None, shutil.rmtree, self._tmp_root, True)  # ours, from a previous run
         self._tmp_root.mkdir(parents=True, exist_ok=True)
+        if self._uid_base is not None:
+            try:
+                self._uids = UidBlock.acquire(self._uid_base)
+            except OSError as exc:
+                log.warning("environments will run as the server's user: %s", exc)
         if self._use_cgroups:
             found = detect_memory_root()
             if found is not None:
                 self._cgroups = MemoryCgroups(*found)
                 self._cgroups.setup()
+                missing = [name for name, held in self._cgroups.limits.items() if not held]
+                if missing:
+                    log.warning("no writable %s cgroup: those limits are not enforced", " or ".join(missing))
             else:
                 log.warning("no writable memory cgroup: memory limits are enforced by RSS polling")
         self._runtimes, found_nodes = await asyncio.gather(
             interpreters.discover(self._overrides), nodes.discover(self._node_overrides)
         )
         self._launches = catalog.build(self._runtimes, found_nodes)
+        self._expose = runtime_prefixes([*self._runtimes.values(), *found_nodes.values()])
         results = await asyncio.gather(
             *(self._zygote(path).ensure_running() for path in self._runtimes.values()),
             return_exceptions=True,
@@ -273,6 +293,8 @@ class PythonEngine:
             self._deadlines.close()
         if self._cgroups is not None:
             self._cgroups.remove_base()
+        if self._uids is not None:
+            self._uids.close()
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self._tmp_root, True)
 
     # ------------------------------------------------------------------ invoke
@@ -431,6 +453,7 @@ class PythonEngine:
             await asyncio.wait([e.proc.exit_status for e in evicted], timeout=EXIT_WAIT_S)
         self._code_parent = str(spec.code_dir.parent)
         self._memory_mb = spec.memory_mb
+        self._tmp_mb = spec.ephemeral_storage_mb
         try:
             proc = await self._spares.take(spec.interpreter)
         except (ZygoteError, OSError) as exc:
@@ -480,10 +503,11 @@ class PythonEngine:
         Runs on the loop: a mkdir, a chmod and a cgroup mkdir -- tens of microseconds, no disk wait.
         """
         proc_id = uuid.uuid4().hex
+        uid = self._take_uid()  # first: it may raise (every uid held) with nothing to undo
         tmp_dir = self._tmp_root / proc_id
-        tmp_dir.mkdir()
         cgroup = None
         try:
+            tmp_dir.mkdir()
             tmp_dir.chmod(0o1777)
             if self._cgroups is not None:
                 cgroup = self._cgroups.create(proc_id)
@@ -493,13 +517,32 @@ class PythonEngine:
         except OSError:
             if cgroup is not None:
                 cgroup.remove()
-            tmp_dir.rmdir()
+            with contextlib.suppress(OSError):
+                tmp_dir.rmdir()
+            if uid is not None and self._uids is not None:
+                self._uids.give_back(uid)
             raise
         zygote = self._zygote(interpreter)
-        proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir)
+        pids_cgroup = self._cgroups is not None and self._cgroups.limits["pids"]
+        sandbox = {
+            "uid": uid,
+            # Without a pids cgroup, RLIMIT_NPROC of the environment's own uid caps it instead
+            "nproc": PIDS_MAX if uid is not None and not pids_cgroup else None,
+            "nofile": NOFILE,
+            "tmp_mb": self._tmp_mb,
+            "hide": self._hide,
+            "minimal_dev": True,
+            "hide_pids": uid is not None,  # hidepid hides other uids: useless without our own
+            "expose": self._expose,
+        }
+        proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir, sandbox=sandbox)
         proc.code_parent = self._code_parent
         self._procs[proc_id] = proc
         return proc
+
+    def _take_uid(self) -> int | None:
+        """An unprivileged uid no live environment has (None: this server cannot switch users)."""
+        return None if self._uids is None else self._uids.take()
 
     def _zygote(self, interpreter: str) -> Zygote:
         zygote = self._zygotes.get(interpreter)
@@ -558,6 +601,11 @@ class PythonEngine:
             self._envs.pop(proc.id, None)
             self._procs.pop(proc.id, None)
             self._destroying.pop(proc.id, None)
+            uid = proc.sandbox.get("uid")
+            if uid is not None and self._uids is not None and proc.exited:
+                # Reused only once the process is gone and its cgroup (every process it started)
+                # emptied.  Without cgroups a setsid daemon can outlive it: docs/security.md.
+                self._uids.give_back(uid)
 
     async def _settle(self, env_ids: Any) -> None:
         tasks = [t for i in list(env_ids) if (t := self._destroying.get(i)) is not None]

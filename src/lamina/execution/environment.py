@@ -167,6 +167,7 @@ def init_config(env: Environment) -> dict[str, Any]:
         "extra_paths": [f"/opt/python/lib/python{pyver}/site-packages", "/opt/python"],
         "handler": spec.handler,
         "extensions": list(spec.extensions),
+        "tmp_mb": spec.ephemeral_storage_mb,  # the size of its /tmp (a tmpfs)
     }
     if spec.command is not None:
         # AWS_LAMBDA_EXEC_WRAPPER wraps managed runtimes only, never a custom runtime (())

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 from lamina.execution.cgroup import EnvCgroup
 from lamina.execution.channel import EnvChannel
@@ -30,12 +31,22 @@ CGROUP_RELEASE_TRIES = 100  # x 10 ms: the kernel may hold an emptied group a mo
 
 
 class EnvProcess:
-    def __init__(self, *, proc_id: str, zygote: Zygote, cgroup: EnvCgroup | None, tmp_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        proc_id: str,
+        zygote: Zygote,
+        cgroup: EnvCgroup | None,
+        tmp_dir: Path,
+        sandbox: dict[str, Any] | None = None,
+    ) -> None:
         self.id = proc_id
         self.zygote = zygote
         self.cgroup = cgroup
         self.tmp_dir = tmp_dir  # bound onto its /tmp as a spare already; the engine removes it
         self.code_parent: str | None = None  # where code dirs were lately: see prepare_spare
+        # What the process does to itself (bootstrap's prepare_spare): uid, nofile, hide, ...
+        self.sandbox: dict[str, Any] = sandbox or {}
         self.pid: int | None = None
         self.loop = asyncio.get_running_loop()
         self.exit_status: asyncio.Future[ExitStatus] = self.loop.create_future()
@@ -55,7 +66,8 @@ class EnvProcess:
         try:
             _, self.channel = await self.loop.create_unix_connection(EnvChannel, sock=ours)
             config = {
-                "cgroup_procs": str(self.cgroup.procs_file) if self.cgroup is not None else None,
+                **self.sandbox,
+                "cgroup_procs": [str(f) for f in self.cgroup.join_files] if self.cgroup is not None else [],
                 "tmp_dir": str(self.tmp_dir),
                 "code_parent": self.code_parent,
             }

@@ -64,7 +64,13 @@ SCAN = JSONDecoder().scan_once  # the C scanner: json.loads' wrappers cost more 
 
 # Linux constants (x86_64 and aarch64 agree on these).
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
@@ -479,59 +485,172 @@ def flush_stdio():
         pass
 
 
-def private_tmp(libc, tmp_dir):
-    """A private mount namespace with a per-environment dir bound onto /tmp.
+class Sandbox:
+    """What a spare did to itself that specialisation builds on.
 
-    Returns (whether /tmp is private, an O_PATH fd of the host's /tmp or None).  Without mount
-    namespaces (unprivileged server) the caller falls back to TMPDIR: Python's tempfile and most
-    tools honour it, but a hard-coded '/tmp' path is then shared.  The sandbox issue replaces this
-    with full namespaces.
+    ``private``: /tmp is its own (a size-limited tmpfs, or the per-environment dir bound there).
+    ``hidden``: dirs covered in its mount namespace (the host's /tmp, the data dir, home dirs)
+    -> an O_PATH fd of what was there, through which a path under them can be bound back.
     """
-    if libc.unshare(CLONE_NEWNS) != 0:
-        return False, None
+
+    __slots__ = ("hidden", "private", "tmp_mb")
+
+    def __init__(self, private=False, hidden=None, tmp_mb=None):
+        self.private = private
+        self.hidden = hidden or {}
+        self.tmp_mb = tmp_mb  # the tmpfs's size, None if /tmp is not a tmpfs of ours
+
+    def close(self):
+        for fd in self.hidden.values():
+            os.close(fd)
+        self.hidden = {}
+
+
+def mount_private(libc, cfg):
+    """Own mount, IPC and UTS namespaces; /tmp private; the server's dirs and home dirs hidden.
+
+    /tmp is a tmpfs limited to EphemeralStorage (``tmp_mb``: a hint at spare time, set exactly at
+    specialisation), else the per-environment dir bound there.  Without mount namespaces
+    (unprivileged server) the caller falls back to TMPDIR: Python's tempfile and most tools
+    honour it, but a hard-coded '/tmp' path is then shared.
+    """
+    if libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS) != 0 and libc.unshare(CLONE_NEWNS) != 0:
+        return Sandbox()
     if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False, None
+        return Sandbox()
+    sandbox = Sandbox(True)
     # Code kept under /tmp (a data dir there, pytest's tmp_path) would be hidden by the new /tmp;
-    # it is bound back by ``keep_task_root`` through this fd to the host's /tmp.  (Opened after
+    # it is bound back (``keep_task_root``) through this fd of the host's /tmp.  (Opened after
     # unshare: a bind source must be a mount of our own namespace.)
-    host_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    if libc.mount(tmp_dir.encode(), b"/tmp", None, MS_BIND | MS_REC, None) != 0:
-        os.close(host_tmp)
-        return False, None
-    return True, host_tmp
+    sandbox.hidden["/tmp"] = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    tmp_mb = cfg.get("tmp_mb")
+    options = f"size={tmp_mb}m,mode=1777".encode() if tmp_mb else None
+    if options and libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options) == 0:
+        sandbox.tmp_mb = tmp_mb
+    elif libc.mount(cfg["tmp_dir"].encode(), b"/tmp", None, MS_BIND | MS_REC, None) != 0:
+        sandbox.close()
+        return Sandbox()
+    # The host's other world-writable scratch dir: the same tmpfs, the same size limit
+    scratch = sandbox.tmp_mb is not None and os.path.isdir("/var/tmp")
+    if scratch and libc.mount(b"/tmp", b"/var/tmp", None, MS_BIND, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot bind /var/tmp")
+    if cfg.get("minimal_dev"):
+        minimal_dev(libc)
+    if cfg.get("hide_pids"):
+        own_proc(libc)
+    for path in cfg.get("hide") or ():
+        hide(libc, sandbox, path)
+    return sandbox
 
 
-def bind_back(libc, host_tmp, path):
-    """Bind ``path`` (under the host's /tmp) at the same place in our private /tmp."""
-    os.makedirs(path, exist_ok=True)
-    source = f"/proc/self/fd/{host_tmp}/{path.removeprefix('/tmp/')}".encode()
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+}
+
+
+def minimal_dev(libc):
+    """/dev with only what programs expect: null, zero, full, random, urandom, tty (bound from
+    the host's), the fd links and a /dev/shm of our own -- no disks, GPUs or other devices."""
+    host_dev = os.open("/dev", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if libc.mount(b"tmpfs", b"/dev", b"tmpfs", MS_NOSUID | MS_NOEXEC, b"size=64k,mode=0755") != 0:
+            raise OSError(ctypes.get_errno(), "cannot mount /dev")
+        for name in DEV_NODES:
+            target = f"/dev/{name}"
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+            source = f"/proc/self/fd/{host_dev}/{name}".encode()
+            if libc.mount(source, target.encode(), None, MS_BIND, None) != 0:
+                raise OSError(ctypes.get_errno(), f"cannot bind {target}")
+        for name, target in DEV_LINKS.items():
+            os.symlink(target, f"/dev/{name}")
+        os.mkdir("/dev/shm", 0o1777)
+        os.chmod("/dev/shm", 0o1777)
+        if libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64m,mode=1777") != 0:
+            raise OSError(ctypes.get_errno(), "cannot mount /dev/shm")
+    finally:
+        os.close(host_dev)
+
+
+def own_proc(libc):
+    """A /proc of our own in which other users' processes are invisible (hidepid; per mount since
+    Linux 5.8): with its own uid, the environment sees only its own processes.  /proc/meminfo,
+    /proc/cpuinfo and the like stay as they are."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    for options in (b"hidepid=invisible", b"hidepid=2"):
+        if libc.mount(b"proc", b"/proc", b"proc", flags, options) == 0:
+            return
+    raise OSError(ctypes.get_errno(), "cannot mount /proc")
+
+
+def hide(libc, sandbox, path):
+    """Cover ``path`` with an empty tmpfs (root's, 0711: nothing to list or write for the
+    environment's user), keeping an fd to bind things back from."""
+    if path.startswith("/tmp/") or not os.path.isdir(path):
+        return  # under the host's /tmp: hidden already
+    fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    if libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0711") != 0:
+        os.close(fd)
+        raise OSError(ctypes.get_errno(), f"cannot hide {path}")
+    sandbox.hidden[path] = fd
+
+
+def make_dirs(path):
+    """``os.makedirs`` with every dir made 0711: an unprivileged user can walk to what is bound
+    there but not list what else is (os.makedirs applies its mode to the last dir only)."""
+    parent = os.path.dirname(path)
+    if parent != path and not os.path.isdir(parent):
+        make_dirs(parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o711)
+
+
+def hidden_root(sandbox, path):
+    for root in sandbox.hidden:
+        if path.startswith(root + "/"):
+            return root
+    return None
+
+
+def bind_back(libc, sandbox, path):
+    """Bind ``path`` (under a hidden dir) at the same place in our namespace.  True if done."""
+    root = hidden_root(sandbox, path)
+    if root is None:
+        return True
+    make_dirs(path)
+    source = f"/proc/self/fd/{sandbox.hidden[root]}/{path[len(root) + 1 :]}".encode()
     return libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None) == 0
 
 
-def keep_task_root(libc, host_tmp, paths):
+def source_of(sandbox, path):
+    """Where ``path`` is reachable from our namespace (through a hidden dir's fd if need be)."""
+    root = hidden_root(sandbox, path)
+    return path if root is None else f"/proc/self/fd/{sandbox.hidden[root]}/{path[len(root) + 1 :]}"
+
+
+def keep_task_root(libc, sandbox, paths):
     """Bind the task root -- and, for exec'd runtimes, lamina's runtime files -- back at the same
-    paths in the private /tmp when they live under the host's /tmp (a data dir or a checkout
-    there): the environment must still see them."""
+    paths when they live under a hidden dir (a data dir, or a checkout under /tmp): the
+    environment must still see them.  Then the fds of the hidden dirs are closed: user code
+    never gets a way back to them."""
     try:
         for path in paths:
-            if path.startswith("/tmp/") and not bind_back(libc, host_tmp, path):
-                libc.umount2(b"/tmp", MNT_DETACH)  # the host's /tmp again (and TMPDIR): all stay visible
-                return False
-        return True
+            if not bind_back(libc, sandbox, path):
+                raise OSError(ctypes.get_errno(), f"cannot bind {path} into the sandbox")
     finally:
-        os.close(host_tmp)
+        sandbox.close()
 
 
-def mount_opt(libc, host_tmp, opt_dir):
+def mount_opt(libc, sandbox, opt_dir):
     """Bind the function's merged layers read-only at /opt, in our own mount namespace.
 
-    A layer tree under the host's /tmp (hidden by our private /tmp) is reached through
-    ``host_tmp``.  Returns False when it cannot: the caller then points the /opt paths at
-    ``opt_dir`` itself.
+    A layer tree under a hidden dir is reached through its fd.  Returns False when it cannot:
+    the caller then points the /opt paths at ``opt_dir`` itself.
     """
-    source = opt_dir
-    if opt_dir.startswith("/tmp/"):
-        source = f"/proc/self/fd/{host_tmp}/{opt_dir.removeprefix('/tmp/')}"
+    source = source_of(sandbox, opt_dir)
     if not os.path.isdir("/opt"):
         try:
             os.mkdir("/opt", 0o755)  # the mountpoint only; nothing is written to the host's /opt
@@ -543,6 +662,37 @@ def mount_opt(libc, host_tmp, opt_dir):
         libc.umount2(b"/opt", MNT_DETACH)
         return False
     return True
+
+
+def resize_tmp(libc, sandbox, size_mb):
+    """The tmpfs at /tmp to the function's EphemeralStorage (a remount: ~20 us)."""
+    if sandbox.tmp_mb is None or size_mb == sandbox.tmp_mb:
+        return
+    options = f"size={size_mb}m,mode=1777".encode()
+    if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, options) != 0:
+        raise OSError(ctypes.get_errno(), "cannot size /tmp")
+    sandbox.tmp_mb = size_mb
+
+
+def drop_privileges(libc, cfg):
+    """Become the environment's own unprivileged user (no groups), still dying with the zygote.
+
+    Changing credentials clears the parent-death signal: it is set again, and the parent checked.
+    """
+    uid = cfg.get("uid")
+    if uid is None:
+        return
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    if cfg.get("nproc"):  # no pids cgroup: the uid is the environment's own, so this counts it alone
+        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"], cfg["nproc"]))
+    os.setresuid(uid, uid, uid)
+    # Changing credentials made us non-dumpable: our /proc entries root's, our own children
+    # unable to see us.  The uid is this environment's alone, so being dumpable exposes nothing.
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != cfg["zygote_pid"]:
+        os._exit(70)
 
 
 OPT_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "NODE_PATH")
@@ -570,30 +720,40 @@ def set_stdio(log_fd):
 def prepare_spare(cfg, libc, log_fd, preloaded):
     """Everything that does not depend on the function: done before a function needs it.
 
-    Order matters: cgroup first, so all later memory counts.  Returns ``private_tmp``'s answer.
+    Order matters: cgroups first, so all later memory counts.  Returns ``mount_private``'s answer.
     """
-    if cfg.get("cgroup_procs"):
-        with open(cfg["cgroup_procs"], "w") as f:
+    for procs in cfg.get("cgroup_procs") or ():
+        with open(procs, "w") as f:
             f.write(str(os.getpid()))
+    if cfg.get("nofile"):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (cfg["nofile"], cfg["nofile"]))
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != cfg["zygote_pid"]:  # the zygote died before prctl took effect
         os._exit(70)
     os.setsid()  # own process group: the engine can kill the env and its children at once
-    tmp = private_tmp(libc, cfg["tmp_dir"])
-    if tmp[0]:
-        for path in preloaded.paths:  # a preloaded package's lazy imports must still find it
-            if path.startswith("/tmp/"):
-                with contextlib.suppress(OSError):
-                    bind_back(libc, tmp[1], path)
+    sandbox = mount_private(libc, cfg)
+    if sandbox.private:
+        # What this interpreter reads lazily (its stdlib, a preloaded package's lazy imports)
+        # must stay visible when it lives under a hidden dir (a pyenv under /root).
+        for path in {*runtime_prefixes(), *(cfg.get("expose") or ()), *preloaded.paths}:
+            with contextlib.suppress(OSError):
+                bind_back(libc, sandbox, path)
     parent = cfg.get("code_parent")
-    if tmp[0] and parent and parent.startswith("/tmp/"):
-        # Code under /tmp is bound back in our /tmp (keep_task_root) onto a dir made in it; its
+    if sandbox.private and parent and hidden_root(sandbox, parent):
+        # Code under a hidden dir is bound back (keep_task_root) onto a dir made here; its
         # parents (the code store's path, ~4 mkdirs, 0.15 ms) are made now, off the cold start.
         with contextlib.suppress(OSError):
-            os.makedirs(parent, exist_ok=True)
+            make_dirs(parent)
     set_stdio(log_fd)
     warm_up()
-    return tmp
+    return sandbox
+
+
+def runtime_prefixes():
+    """The dirs this interpreter runs from (real paths): they must stay visible in the sandbox."""
+    found = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
+    found.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    return sorted(found)
 
 
 WARM_UP_SOURCE = "def handler(event, context):\n    return {'event': event, 'id': context.aws_request_id}\n"
@@ -619,13 +779,14 @@ def warm_up():
     SCAN(FRAME_JSON.encode(header), 0)
 
 
-def specialise(cfg, libc, tmp, stdlib_paths, preloaded):
+def specialise(cfg, libc, sandbox, stdlib_paths, preloaded):
     """Become the function's environment: /tmp, variables, cwd, import path."""
-    private, host_tmp = tmp
+    private = sandbox.private
     opt_dir = cfg.get("opt_dir")
-    opt_mounted = bool(private and opt_dir and mount_opt(libc, host_tmp, opt_dir))
+    opt_mounted = bool(private and opt_dir and mount_opt(libc, sandbox, opt_dir))
     if private:
-        private = keep_task_root(libc, host_tmp, [cfg["task_root"], *cfg.get("runtime_paths", ())])
+        resize_tmp(libc, sandbox, cfg.get("tmp_mb") or sandbox.tmp_mb)
+        keep_task_root(libc, sandbox, [cfg["task_root"], *cfg.get("runtime_paths", ())])
     env = dict(cfg["environment"])
     extra_paths = cfg["extra_paths"]
     if opt_dir and not opt_mounted:
@@ -724,7 +885,7 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths, prelo
     chan = Channel(chan_fd)
     logs = LogPipe(log_fd)
     try:
-        tmp = prepare_spare(spawn_cfg, libc, log_fd, preloaded)
+        sandbox = prepare_spare(spawn_cfg, libc, log_fd, preloaded)
     except Exception as exc:
         chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
         return 70
@@ -734,7 +895,8 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths, prelo
     cfg = header["cfg"]
     cfg["tmp_dir"] = spawn_cfg["tmp_dir"]
     try:
-        private = specialise(cfg, libc, tmp, stdlib_paths, preloaded)
+        private = specialise(cfg, libc, sandbox, stdlib_paths, preloaded)
+        drop_privileges(libc, spawn_cfg)
     except Exception as exc:
         chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
         return 70
