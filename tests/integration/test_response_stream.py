@@ -77,24 +77,39 @@ def test_stream_dry_run_and_missing_function(lam: Any) -> None:
     raise AssertionError("expected ResourceNotFoundException")
 
 
+class Timed:
+    """An InvokeWithResponseStream call read to its end: when each chunk came, and the end."""
+
+    def __init__(self, lam: Any, name: str, event: Any) -> None:
+        t0 = time.monotonic()
+        resp = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps(event).encode())
+        self.arrivals: list[tuple[float, bytes]] = []
+        self.complete: dict[str, Any] = {}
+        for ev in resp["EventStream"]:
+            if "PayloadChunk" in ev:
+                self.arrivals.append((time.monotonic() - t0, ev["PayloadChunk"]["Payload"]))
+            else:
+                self.complete = ev["InvokeComplete"]
+        self.total = time.monotonic() - t0
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(chunk for _, chunk in self.arrivals)
+
+    def first_came_early(self, by: float = 1.0) -> bool:
+        """The first chunk reached the caller at least ``by`` seconds before the stream ended."""
+        return self.arrivals[0][0] < self.total - by
+
+
 def test_a_streaming_runtime_streams_to_the_caller(lam: Any) -> None:
     name = provided(lam, {"bootstrap": STREAMING_BOOTSTRAP})
     lam.invoke(FunctionName=name, Payload=b"{}")  # warm, so timing below is the stream's alone
-    t0 = time.monotonic()
-    resp = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"pause": 1.5}).encode())
-    arrivals: list[tuple[float, bytes]] = []
-    complete: dict[str, Any] = {}
-    for ev in resp["EventStream"]:
-        if "PayloadChunk" in ev:
-            arrivals.append((time.monotonic() - t0, ev["PayloadChunk"]["Payload"]))
-        else:
-            complete = ev["InvokeComplete"]
-    total = time.monotonic() - t0
-    assert b"".join(c for _, c in arrivals) == b'first;second;{"pause": 1.5}'
-    assert arrivals[0][1] == b"first;" and len(arrivals) >= 2
+    got = Timed(lam, name, {"pause": 1.5})
+    assert got.body == b'first;second;{"pause": 1.5}'
+    assert got.arrivals[0][1] == b"first;" and len(got.arrivals) >= 2
     # the first chunk reached the caller while the function was still working (1.5 s to go)
-    assert arrivals[0][0] < total - 1.0
-    assert "ErrorCode" not in complete
+    assert got.first_came_early()
+    assert "ErrorCode" not in got.complete
 
 
 def test_plain_invoke_of_a_streaming_function_gets_it_whole(lam: Any) -> None:
@@ -122,16 +137,9 @@ def test_node_streamify_response_streams_live(lam: Any) -> None:
         pytest.skip("no node >= 18 on this host")
     name = create_function(lam, {"index.mjs": NODE_STREAMING}, Runtime=RUNTIME, Handler="index.handler")
     lam.invoke(FunctionName=name, Payload=b"{}")  # warm
-    t0 = time.monotonic()
-    resp = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"pause": 1500}).encode())
-    arrivals = [
-        (time.monotonic() - t0, ev["PayloadChunk"]["Payload"])
-        for ev in resp["EventStream"]
-        if "PayloadChunk" in ev
-    ]
-    total = time.monotonic() - t0
-    assert b"".join(c for _, c in arrivals) == b"first;second;done"
-    assert arrivals[0][0] < total - 1.0  # the first write reached the caller before the pause ended
+    timed = Timed(lam, name, {"pause": 1500})
+    assert timed.body == b"first;second;done"
+    assert timed.first_came_early()  # the first write reached the caller before the pause ended
     # an error after the first byte: the stream so far, then InvokeComplete naming it
     got = list(lam.invoke_with_response_stream(FunctionName=name, Payload=b'{"fail": true}')["EventStream"])
     assert b"".join(e["PayloadChunk"]["Payload"] for e in got if "PayloadChunk" in e) == b"first;"
@@ -159,16 +167,9 @@ def handler(event, context):
 def test_python_stream_response_helper(lam: Any) -> None:
     name = create_function(lam, PY_STREAMING)
     assert lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read() == b"first;second;done"
-    t0 = time.monotonic()
-    resp = lam.invoke_with_response_stream(FunctionName=name, Payload=json.dumps({"pause": 1.5}).encode())
-    arrivals = [
-        (time.monotonic() - t0, ev["PayloadChunk"]["Payload"])
-        for ev in resp["EventStream"]
-        if "PayloadChunk" in ev
-    ]
-    total = time.monotonic() - t0
-    assert b"".join(c for _, c in arrivals) == b"first;second;done"
-    assert arrivals[0][0] < total - 1.0
+    timed = Timed(lam, name, {"pause": 1.5})
+    assert timed.body == b"first;second;done"
+    assert timed.first_came_early()
     got = list(lam.invoke_with_response_stream(FunctionName=name, Payload=b'{"fail": true}')["EventStream"])
     assert b"".join(e["PayloadChunk"]["Payload"] for e in got if "PayloadChunk" in e) == b"first;"
     complete = got[-1]["InvokeComplete"]

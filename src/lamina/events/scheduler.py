@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from lamina.aio import stop_task
 from lamina.errors import AwsError
 from lamina.events.timers import (
     TargetSend,
@@ -132,11 +133,8 @@ class Scheduler:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lamina-scheduler")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lamina.aio import stop_task
 from lamina.errors import AwsError
 from lamina.execution import capacity, catalog, interpreters, jsonlogs, nodes, telemetry_events
 from lamina.execution.api_environment import ApiEnvironment
@@ -278,10 +279,7 @@ class PythonEngine:
     async def close(self) -> None:
         self._closed = True
         self._provisioner.close()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        await stop_task(self._reaper)
         self._spares.close()
         for task in list(self._background):
             task.cancel()

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lamina.aio import stop_task
 from lamina.invocation.retries import FinalCondition, FinalResult, RetryPolicy, log_final
 from lamina.store.deliveries import Delivery
 from lamina.store.metadata import MetadataStore, QueuedEvent
@@ -314,11 +315,8 @@ class DeliveryOutbox:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lamina-destinations")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

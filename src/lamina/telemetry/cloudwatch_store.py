@@ -16,7 +16,6 @@ any, was submitted after the read) or it had been taken out by a flush submitted
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text
 
+from lamina.aio import stop_task
 from lamina.store.db import sqlite_engine
 from lamina.telemetry.harvest import Dims, Point, Stats, harvest
 from lamina.telemetry.metrics import MetricsRegistry
@@ -112,11 +112,8 @@ class MetricStore:
         self._task = loop.create_task(self._run(), name="lamina-metrics")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         try:
             self.collect()
         except Exception:  # a source gone first at shutdown: what was collected still gets written

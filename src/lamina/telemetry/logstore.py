@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select, text
 
+from lamina.aio import stop_task
 from lamina.execution.types import LogEvent
 from lamina.store.db import sqlite_engine
 from lamina.telemetry import logmaint
@@ -162,10 +163,7 @@ class LogStore:
         await self._call(self._write, batch)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self.flush()
         self._executor.shutdown(wait=True)
         self._engine.dispose()

@@ -24,7 +24,6 @@ runs in a worker thread, on a batch the loop no longer touches.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -34,6 +33,8 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from lamina.aio import stop_task
 
 log = logging.getLogger("lamina.tracing")
 
@@ -221,11 +222,8 @@ class SpanExporter:
         self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name="lamina-otlp")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self.flush()  # what was recorded before the stop still goes out
 
     async def _flush_loop(self) -> None:

@@ -23,6 +23,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
+from lamina.aio import stop_task
 from lamina.web.connection import FrontApp, FrontConnection
 
 log = logging.getLogger("lamina.server")
@@ -114,10 +115,7 @@ class FrontServer:
             await self._wait_idle(5.0)
         for conn in list(self.connections):
             conn.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await stop_task(self._sweeper)
         self._transition(ServerState.STOPPED)
 
     def stop_unstarted(self) -> None:
