@@ -464,6 +464,18 @@ def test_an_environment_sees_only_its_own_processes(lam: Any, hostile: LaminaSer
     assert_server_fine(lam, hostile, echo)
 
 
+def test_the_hosts_root_filesystem_is_read_only(lam: Any, hostile: LaminaServer, echo: str) -> None:
+    name = create_function(
+        lam,
+        "def handler(event, context):\n"
+        "    mounts = [line.split() for line in open('/proc/self/mounts')]\n"
+        "    return {m[1]: m[3].split(',')[0] for m in mounts if m[1] in ('/', '/tmp', '/opt')}\n",
+    )
+    _, body = invoke(lam, name)
+    assert body["/"] == "ro" and body["/tmp"] == "rw"
+    assert_server_fine(lam, hostile, echo)
+
+
 def test_dev_is_minimal(lam: Any, hostile: LaminaServer, echo: str) -> None:
     name = create_function(
         lam,
