@@ -530,6 +530,7 @@ class PythonEngine:
             "tmp_mb": self._tmp_mb,
             "hide": self._hide,
             "minimal_dev": True,
+            "read_only_root": True,
             "hide_pids": uid is not None,  # hidepid hides other uids: useless without our own
             "expose": self._expose,
         }

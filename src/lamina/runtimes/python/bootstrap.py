@@ -540,6 +540,14 @@ def mount_private(libc, cfg):
         own_proc(libc)
     for path in cfg.get("hide") or ():
         hide(libc, sandbox, path)
+    if cfg.get("read_only_root"):
+        # The host's root mount read-only in our namespace (its submounts -- /tmp, /dev, /proc,
+        # the hides -- keep their own flags; binds made later from it are read-only too)
+        if not os.path.isdir("/opt"):
+            with contextlib.suppress(OSError):
+                os.mkdir("/opt", 0o755)  # mount_opt's mountpoint, while it can still be made
+        if libc.mount(None, b"/", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) != 0:
+            raise OSError(ctypes.get_errno(), "cannot make / read-only")
     return sandbox
 
 
