@@ -104,8 +104,8 @@ class SigV4Verifier:
     ) -> SignedIdentity:
         """Check the request's signature; return who signed it or raise ``AwsError``.
 
-        ``raw_path`` and ``query_string`` are as sent on the wire: bytes (ASGI ``raw_path`` /
-        ``query_string``) or text, where any non-ASCII character stands for its UTF-8 bytes.
+        ``raw_path`` and ``query_string`` are as sent on the wire: bytes (the front's
+        ``Request.path`` / ``query``) or text, where any non-ASCII character stands for its UTF-8 bytes.
         """
         wire_path, wire_query = _as_wire(raw_path), _as_wire(query_string)
         accepted = self._fast.verify(method, wire_path, wire_query, headers, body)

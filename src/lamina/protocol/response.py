@@ -1,4 +1,4 @@
-"""Serialize a handler's result dict into a rest-json response: (status, ASGI headers, body).
+"""Serialize a handler's result dict into a rest-json response: (status, header pairs, body).
 
 Members with a location go to the status line or headers; a payload member becomes the whole
 body; everything else is one JSON object. The JSON is built by walking only the result (never the
