@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from lamina.web import server as web_server
-from lamina.web.connection import MAX_HEAD_BYTES, Reply, Request
+from lamina.web.connection import MAX_HEAD_BYTES, Reply, Request, Streamed
 from lamina.web.server import FrontServer, ServerState
 
 
@@ -26,11 +26,19 @@ class EchoApp:
             return 403, [(b"content-type", b"text/plain")], b"refused"
         return 10
 
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield b"first;"
+        await asyncio.sleep(0)
+        yield b""  # nothing to send: no empty chunk (it would end the body)
+        yield b"second"
+
     def too_large(self, request: Request, limit: int) -> Reply:
         return 413, [], b"too large: %d" % limit
 
-    async def handle(self, request: Request) -> Reply:
+    async def handle(self, request: Request) -> Reply | Streamed:
         self.seen.append(request)
+        if request.path == b"/stream":
+            return Streamed(200, [(b"content-type", b"text/plain")], self.chunks())
         if request.path == b"/slow":
             await self.release.wait()
         if request.path == b"/boom":
@@ -298,3 +306,21 @@ async def _drain_lets_in_flight_requests_finish(front: Front) -> None:
     assert srv.state is ServerState.STOPPED and not grace_over.is_set()
     writer.close()
     idle_w.close()
+
+
+def test_streamed_reply_is_chunked_and_keeps_the_connection() -> None:
+    with_front(_streamed_reply_is_chunked_and_keeps_the_connection)
+
+
+async def _streamed_reply_is_chunked_and_keeps_the_connection(front: Front) -> None:
+    _, _, port = front
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head
+    assert b"content-length" not in head
+    body = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+    assert body == b"6\r\nfirst;\r\n6\r\nsecond\r\n0\r\n\r\n"
+    # the next pipelined request is answered on the same connection
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).startswith(b"HTTP/1.1 200")
+    writer.close()

@@ -55,14 +55,24 @@ _STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s i
 
 
 def render(
-    status: int, headers: Headers, body: bytes, *, close: bool = False, head_only: bool = False
+    status: int,
+    headers: Headers,
+    body: bytes,
+    *,
+    close: bool = False,
+    head_only: bool = False,
+    chunked: bool = False,
 ) -> bytes:
-    """The response head (and the body, unless it is big or ``head_only``), ready to write."""
+    """The response head (and the body, unless it is big or ``head_only``), ready to write; with
+    ``chunked`` only the head, announcing a body in chunks."""
     parts = [_STATUS.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     if close:
         parts.append(b"connection: close\r\n")
+    if chunked:
+        parts.append(b"transfer-encoding: chunked\r\n\r\n")
+        return b"".join(parts)
     parts.append(b"content-length: %d\r\n\r\n" % len(body))
     if not head_only and len(body) <= BIG_BODY:
         parts.append(body)
@@ -297,11 +307,10 @@ class FrontConnection(Http1Connection[Request]):
         try:
             if self.closed or self.transport is None:
                 return
-            headers = [h for h in reply.headers if h[0] not in (b"connection", b"content-length")]
+            skip = (b"connection", b"content-length", b"transfer-encoding")
+            headers = [h for h in reply.headers if h[0] not in skip]
             close = not request.keep_alive or self.closing
-            head = render(reply.status, [*headers, (b"transfer-encoding", b"chunked")], b"", close=close)
-            # render() adds content-length: 0 -- a chunked reply has none
-            self.transport.write(head.replace(b"content-length: 0\r\n", b"", 1))
+            self.transport.write(render(reply.status, headers, b"", close=close, chunked=True))
             async for chunk in chunks:
                 if self.closed:
                     return  # the client is gone: stop producing
