@@ -79,6 +79,10 @@ class Mapping:
     last_result: str = "No records processed"
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    def record_result(self, text: str) -> None:
+        """The pollers' LastProcessingResult."""
+        self.last_result = text
+
     def transition(self, to: EsmState) -> None:
         if to not in _TRANSITIONS[self.state]:
             raise AwsError(
@@ -281,12 +285,6 @@ class EsmService:
         client = self._client("sqs", region)
         count = int((row.data.get("ScalingConfig") or {}).get("MaximumConcurrency") or DEFAULT_POLLERS)
 
-        def on_result(text: str) -> None:
-            mapping.last_result = text
-
-        async def invoke(payload: bytes) -> tuple[str | None, bytes]:
-            return await self._invoke(row.region, row.function_arn, payload)
-
         for _ in range(count):
             poller = SqsPoller(
                 queue_arn=row.event_source_arn,
@@ -294,8 +292,8 @@ class EsmService:
                 filters=mapping.filters,
                 client=client,
                 run_blocking=self._run_blocking,
-                invoke=invoke,
-                on_result=on_result,
+                invoke=partial(self._invoke, row.region, row.function_arn),
+                on_result=mapping.record_result,
             )
             mapping.tasks.append(asyncio.get_running_loop().create_task(poller.run(), name=f"esm-{row.uuid}"))
 
@@ -306,12 +304,6 @@ class EsmService:
         client = self._client("kinesis" if kind == "kinesis" else "dynamodbstreams", region)
         checkpoints = await self._store.call(self._store.load_checkpoints, row.uuid)
         fv = self._functions.resolve(row.region, row.function_arn)
-
-        def on_result(text: str) -> None:
-            mapping.last_result = text
-
-        async def invoke(payload: bytes) -> tuple[str | None, bytes]:
-            return await self._invoke(row.region, row.function_arn, payload)
 
         async def save(shard_id: str, sequence: str) -> None:
             await self._store.call(self._store.put_checkpoint, row.uuid, shard_id, sequence)
@@ -346,10 +338,10 @@ class EsmService:
             settings=row.data,
             checkpoints=checkpoints,
             run_blocking=self._run_blocking,
-            invoke=invoke,
+            invoke=partial(self._invoke, row.region, row.function_arn),
             save=save,
             discard=discard,
-            on_result=on_result,
+            on_result=mapping.record_result,
             role=fv.role,
             filters=mapping.filters,
             iterator_age=partial(self._metrics.iterator_age, row.function_arn, fv.version)

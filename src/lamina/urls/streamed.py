@@ -34,12 +34,12 @@ async def streamed_reply(queue: ChunkQueue, task: asyncio.Future[Any]) -> Stream
 async def _prelude(chunks: AsyncIterator[bytes]) -> tuple[int, Headers, bytes]:
     """Read up to the delimiter: (status, headers, what followed it)."""
     seen = b""
+    at = -1
     async for chunk in chunks:
         seen += chunk
         at = seen.find(DELIMITER)
         if at >= 0 or len(seen) > PRELUDE_MAX:
             break
-    at = seen.find(DELIMITER)
     if at < 0:
         return 200, [(b"content-type", b"application/octet-stream")], seen
     try:
