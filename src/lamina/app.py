@@ -99,7 +99,8 @@ class LaminaApp:
         return self._error(req, _too_large(op_name, limit), self._p.ids.request_id())
 
     async def handle(self, req: Request) -> Reply | Streamed:
-        request_id = self._p.ids.request_id()
+        p = self._p
+        request_id = p.ids.request_id()
         path = req.path
         try:
             if path.startswith(_INTERNAL):
@@ -116,6 +117,12 @@ class LaminaApp:
                     hmap=req.hmap, body=req.body, request_id=request_id,
                 )  # fmt: skip
             # -- end issue 7 item 4 --
+            route = req.route
+            express = p.express_invoke
+            if type(route) is tuple and route[0].name == "Invoke" and express is not None:
+                target = express.eligible(req, route[1])
+                if target is not None:
+                    return await express.invoke(req, request_id, *target)
             return await self._api(req, request_id)
         except AwsError as err:
             return self._error(req, err, request_id)

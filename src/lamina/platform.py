@@ -24,6 +24,7 @@ from lamina.api import urls as urls_api
 from lamina.api import versions as versions_api
 from lamina.api.eventbridge import TARGET_PREFIX as EVENTS_TARGET
 from lamina.api.eventbridge import EventsService
+from lamina.api.invoke_express import ExpressInvoke
 from lamina.api.logs import TARGET_PREFIX as LOGS_TARGET
 from lamina.api.logs import LogsService
 from lamina.auth.credentials import Credentials, load_or_create, usage_text
@@ -84,6 +85,7 @@ class Platform:
         # json-protocol services on the same endpoint, by X-Amz-Target prefix (filled by start()).
         self.json_services: dict[str, JsonService] = {}
         self.handlers: dict[str, Handler] = {}
+        self.express_invoke: ExpressInvoke | None = None  # set at start, with the handlers
         self.ids = IdFactory()
         self._lock_file: IO[str] | None = None
         self._started = False
@@ -231,6 +233,9 @@ class Platform:
         await self.urls.load()  # every stored URL listens again, on its stored port
         self.functions.on_drop.append(self.urls.forget)
         schedules = await self._start_schedules()
+        self.express_invoke = ExpressInvoke(
+            verifier=self.verifier, functions=self.functions, invocations=self.invocations, ids=self.ids
+        )
         self.handlers = {
             **functions_api.handlers(self.functions, versions, concurrency),
             **concurrency_api.handlers(concurrency, self.functions),

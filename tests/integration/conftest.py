@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import os
 import signal
@@ -17,10 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 ACCESS_KEY = "LKIATESTTESTTEST0001"
 SECRET_KEY = "test-secret-key-for-lamina-integration-tests"
@@ -202,3 +207,18 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield m
     finally:
         m.stop()
+
+
+def signed(
+    server: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    req = AWSRequest(method=method, url=server.endpoint + path, data=body, headers=headers or {})
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "lambda", REGION).add_auth(req)
+    u = urlsplit(server.endpoint)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=dict(req.headers.items()))
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()

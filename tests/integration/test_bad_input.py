@@ -15,22 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from .conftest import ACCESS_KEY, REGION, ROLE, SECRET_KEY, create_function, unique
-
-
-def signed(
-    server: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    req = AWSRequest(method=method, url=server.endpoint + path, data=body, headers=headers or {})
-    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "lambda", REGION).add_auth(req)
-    u = urlsplit(server.endpoint)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-    try:
-        conn.request(method, path, body=body, headers=dict(req.headers.items()))
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
+from .conftest import ACCESS_KEY, REGION, ROLE, SECRET_KEY, create_function, signed, unique
 
 
 def assert_aws_error(status: int, headers: dict[str, str], body: bytes, code: str, http_status: int) -> None:

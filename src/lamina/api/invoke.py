@@ -20,28 +20,54 @@ from lamina.model.function import FunctionVersion
 from lamina.types import Handler, Output, Params, RequestContext
 
 
+def prepare_invocation(
+    functions: FunctionService,
+    ids: IdFactory,
+    *,
+    region: str,
+    function_name: str,
+    qualifier: str | None,
+    payload: bytes,
+    kind: str,
+    request_id: str,
+    trace_id: str | None,
+    client_context: str | None = None,
+) -> tuple[FunctionVersion, InvocationInput]:
+    """The version an invoke runs and what it is given: shared by the Invoke handler and the
+    express lane (``lamina.api.invoke_express``), so both build exactly the same invocation."""
+    # An alias's weights are drawn here, per invoke: the version that runs is the one reported.
+    fv = functions.resolve(region, function_name, qualifier, routed=True)
+    check_payload(payload, ASYNC_PAYLOAD_MAX if kind == "Event" else SYNC_PAYLOAD_MAX)
+    context = decode_client_context(client_context)
+    # The ARN as the caller named it: qualified only when they qualified it.
+    qualifier = qualifier or (function_name.split("function:")[-1].partition(":")[2] or None)
+    inv = InvocationInput(
+        request_id=request_id,
+        payload=payload or b"{}",
+        invoked_function_arn=fv.arn(functions.account_id) + (f":{qualifier}" if qualifier else ""),
+        client_context=context,
+        trace_id=trace_id or ids.trace_id(),
+        trace_generated=trace_id is None,
+    )
+    return fv, inv
+
+
 def handlers(
     functions: FunctionService, invocations: InvocationService, ids: IdFactory
 ) -> dict[str, Handler]:
-    account = functions.account_id
-
     def prepare(ctx: RequestContext, p: Params, kind: str) -> tuple[FunctionVersion, InvocationInput]:
-        # An alias's weights are drawn here, per invoke: the version that runs is the one reported.
-        fv = functions.resolve(ctx.region, p["FunctionName"], p.get("Qualifier"), routed=True)
-        payload: bytes = p.get("Payload") or b""
-        check_payload(payload, ASYNC_PAYLOAD_MAX if kind == "Event" else SYNC_PAYLOAD_MAX)
-        client_context = decode_client_context(p.get("ClientContext"))
-        # The ARN as the caller named it: qualified only when they qualified it.
-        qualifier = p.get("Qualifier") or (p["FunctionName"].split("function:")[-1].partition(":")[2] or None)
-        inv = InvocationInput(
+        return prepare_invocation(
+            functions,
+            ids,
+            region=ctx.region,
+            function_name=p["FunctionName"],
+            qualifier=p.get("Qualifier"),
+            payload=p.get("Payload") or b"",
+            kind=kind,
             request_id=ctx.request_id,
-            payload=payload or b"{}",
-            invoked_function_arn=fv.arn(account) + (f":{qualifier}" if qualifier else ""),
-            client_context=client_context,
-            trace_id=ctx.trace_id or ids.trace_id(),
-            trace_generated=ctx.trace_id is None,
+            trace_id=ctx.trace_id,
+            client_context=p.get("ClientContext"),
         )
-        return fv, inv
 
     async def invoke(ctx: RequestContext, p: Params) -> Output:
         kind = p.get("InvocationType") or "RequestResponse"
