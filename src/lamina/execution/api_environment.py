@@ -97,7 +97,9 @@ class ApiEnvironment(Environment):
     # -- INIT
     async def specialise(self, config: dict[str, Any], *, init_timeout_s: float) -> PhaseResult:
         network = self.proc.network
-        address = await self.api.start(None if network is None else await network.listener())
+        # A spare that never sends its listener (stuck, or gone: OSError) costs INIT's bound at most
+        listener = None if network is None else await asyncio.wait_for(network.listener(), init_timeout_s)
+        address = await self.api.start(listener)
         config["environment"]["AWS_LAMBDA_RUNTIME_API"] = address
         self.logs.add(init_start_line(self.spec.runtime, self.spec.region))
         t0 = time.perf_counter()
