@@ -148,7 +148,9 @@ class LaminaServer:
             config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=read_timeout),
         )
 
-    def create_noop(self, client: Any, name: str, *, runtime: str = "python3.11") -> None:
+    def create_noop(
+        self, client: Any, name: str, *, runtime: str = "python3.11", tags: dict[str, str] | None = None
+    ) -> None:
         client.create_function(
             FunctionName=name,
             Runtime=runtime,
@@ -156,4 +158,5 @@ class LaminaServer:
             Handler="app.handler",
             Code={"ZipFile": noop_zip()},
             Timeout=30,
+            Tags=tags or {},
         )

@@ -2,7 +2,7 @@
 
     python bench/run.py                 # everything, 3 rounds (make bench)
     python bench/run.py --quick         # one short round of each, for a smoke check
-    python bench/run.py --only warm     # warm|alias|logs|throughput|urls|cold|runtimes (repeatable)
+    python bench/run.py --only cold  # warm|alias|logs|throughput|urls|cold|cold-nonet|runtimes (repeatable)
 
 Figures (see docs/benchmarks.md): warm invoke p50/p99 over one keep-alive connection, sync
 throughput with wrk at 16 connections, cold start p50 of freshly created functions; "alias" is the
@@ -771,9 +771,10 @@ def floor_cold_once(
 
 
 def lamina_cold_round(
-    server: LaminaServer, count: int, round_no: int
+    server: LaminaServer, count: int, round_no: int, *, tags: dict[str, str] | None = None
 ) -> tuple[list[float], list[float], str | None]:
-    """Create ``count`` fresh functions, time each one's first invoke; delete them afterwards."""
+    """Create ``count`` fresh functions (with ``tags``), time each one's first invoke; delete
+    them afterwards."""
     client = server.client()
     tag = uuid.uuid4().hex[:6]
     names = [f"bench-cold-{round_no}-{i:02d}-{tag}" for i in range(count)]
@@ -783,7 +784,7 @@ def lamina_cold_round(
     failures = 0
     try:
         for n in names:
-            server.create_noop(client, n, runtime=RUNTIME)
+            server.create_noop(client, n, runtime=RUNTIME, tags=tags)
         requests = [
             sign_invoke(server.endpoint, n, server.access_key, server.secret_key, log_tail=True)
             for n in names
@@ -892,6 +893,41 @@ def bench_cold(cfg: Config, server: LaminaServer, tmp: Path) -> list[Figure]:
         for f in figures:
             f.error = "; ".join(f"{k}: {v}" for k, v in errors.items())
     return figures
+
+
+def bench_cold_no_network(cfg: Config, server: LaminaServer) -> list[Figure]:
+    """Cold start of a function tagged ``lamina:network`` = ``none`` (its own network namespace,
+    from the no-network spares) beside the same function with the host's network (the floor
+    column here), rounds alternating; the first no-network round also fills that spare pool."""
+    fig = Figure("cold_nonet_p50_ms", "cold start p50, no network (floor: default network)", "ms")
+    init = Figure("cold_nonet_init_p50_ms", "cold Init Duration p50, no network (floor: default)", "ms")
+    no_network = {"lamina:network": "none"}
+    lamina_cold_round(server, 2, -1, tags=no_network)  # untimed: the no-network spares exist from here
+    runs: dict[str, list[list[float]]] = {"none": [], "default": []}
+    init_runs: dict[str, list[list[float]]] = {"none": [], "default": []}
+    errors: list[str] = []
+    for r in range(cfg.rounds):
+        for side in ("none", "default") if r % 2 == 0 else ("default", "none"):
+            tags = no_network if side == "none" else None
+            latencies, init_ms, err = lamina_cold_round(server, cfg.cold_functions, r, tags=tags)
+            if err is not None:
+                errors.append(f"{side} round {r + 1}: {err}")
+                continue
+            runs[side].append(latencies)
+            init_runs[side].append(init_ms)
+            log(
+                f"cold round {r + 1} network={side:7s} p50={statistics.median(latencies):.2f} ms, "
+                f"Init Duration p50={statistics.median(init_ms) if init_ms else float('nan'):.2f} ms"
+            )
+
+    def medians(rounds: list[list[float]]) -> list[float]:
+        return [round(statistics.median(x), 3) for x in rounds if x]
+
+    fig.set_from_rounds(medians(runs["none"]), medians(runs["default"]))
+    init.set_from_rounds(medians(init_runs["none"]), medians(init_runs["default"]))
+    if errors:
+        fig.error = init.error = "; ".join(errors)
+    return [fig, init]
 
 
 # --------------------------------------------------------------------------- 4. exec'd runtimes
@@ -1366,7 +1402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["warm", "alias", "logs", "throughput", "urls", "cold", "runtimes"],
+        choices=["warm", "alias", "logs", "throughput", "urls", "cold", "cold-nonet", "runtimes"],
         help="run only this figure",
     )
     parser.add_argument("--rounds", type=int, default=None, help="override the number of rounds")
@@ -1403,6 +1439,9 @@ def main(argv: list[str] | None = None) -> int:
         if "cold" in only:
             log("cold start")
             figures += bench_cold(cfg, lamina, tmp)
+        if "cold-nonet" in only:
+            log("cold start without network")
+            figures += bench_cold_no_network(cfg, lamina)
         if "runtimes" in only:
             log("runtimes: nodejs20.x and provided.al2023")
             figures += bench_runtimes(cfg, lamina, tmp, pin=not args.no_pin)

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+from collections.abc import Mapping
 from typing import IO
 
 from lamina.api import aliases as aliases_api
@@ -49,6 +50,7 @@ from lamina.ids import IdFactory
 from lamina.invocation.concurrency import ConcurrencyLimiter
 from lamina.invocation.destinations import DeliveryOutbox, RemoteTargets
 from lamina.invocation.service import InvocationService
+from lamina.model.function import function_arn
 from lamina.policy.service import PolicyService
 from lamina.protocol import RestRouter, load_service_model
 from lamina.protocol.jsonrpc import JsonService
@@ -184,6 +186,9 @@ class Platform:
             tracer=self.tracer,
             metrics=self.metrics.registry,
         )
+        # Network policies (the ``lamina:network`` tag) before anything builds a spec
+        self.invocations.network.load(await self.store.call(self.store.load_tags))
+        self.functions.on_create.append(self.invocations.network.set)
         concurrency = ConcurrencyService(
             functions=self.functions, store=self.store, limiter=limiter, on_change=self.invocations.queue.wake
         )
@@ -198,6 +203,7 @@ class Platform:
             specs=self.invocations.spec_for,
         )
         await provisioned.load()  # environments are initialised in the background from here
+        self._provisioned = provisioned
         self.functions.on_drop.append(provisioned.forget)
         self.metrics.registry.provisioned = provisioned.utilisation
         self.functions.on_drop.append(self.metrics.forget)
@@ -247,7 +253,11 @@ class Platform:
             **invoke_api.handlers(self.functions, self.invocations, self.ids),
             **layers_api.handlers(self.layers, self.functions.blob_location),
             **tags_api.handlers(
-                TagService(functions=self.functions, store=self.store, on_change=[self.urls.tags_changed])
+                TagService(
+                    functions=self.functions,
+                    store=self.store,
+                    on_change=[self.urls.tags_changed, self._network_tag_changed],
+                )
             ),
             **esm_api.handlers(self.mappings),
             **urls_api.handlers(self.urls),
@@ -306,6 +316,14 @@ class Platform:
 
     async def _on_function_change(self, function_arn: str) -> None:
         await self.invocations.retire(function_arn)
+
+    async def _network_tag_changed(self, region: str, name: str, tags: Mapping[str, str]) -> None:
+        """A function's ``lamina:network`` policy changed: as on a configuration change, no
+        environment with the old policy serves it again (on-demand ones are retired, provisioned
+        ones replaced) by the time TagResource / UntagResource answers."""
+        if self.invocations.network.set(region, name, tags):
+            await self.invocations.retire(function_arn(region, self.settings.account_id, name))
+            await self._provisioned.respec(region, name)
 
     async def stop_environments(self) -> None:
         """Kill every environment now: in-flight invokes answer with an error instead of hanging.

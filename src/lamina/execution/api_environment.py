@@ -64,8 +64,12 @@ class ApiEnvironment(Environment):
                 handler=spec.handler,
                 account_id=spec.account_id,
             ),
-            allowed_pids=self._pids,
+            # In its own network namespace the Runtime API listens inside it: only the
+            # environment's own processes can reach it at all (netns.py), and sock_diag cannot
+            # see across namespaces, so there is no peer check to make.
+            allowed_pids=self._pids if proc.network is None else None,
             expected_extensions=spec.extensions,
+            connect=None if proc.network is None else proc.network.open_connection,
         )
         proc.exit_status.add_done_callback(self._on_process_exit)
 
@@ -92,7 +96,10 @@ class ApiEnvironment(Environment):
 
     # -- INIT
     async def specialise(self, config: dict[str, Any], *, init_timeout_s: float) -> PhaseResult:
-        address = await self.api.start()
+        network = self.proc.network
+        # A spare that never sends its listener (stuck, or gone: OSError) costs INIT's bound at most
+        listener = None if network is None else await asyncio.wait_for(network.listener(), init_timeout_s)
+        address = await self.api.start(listener)
         config["environment"]["AWS_LAMBDA_RUNTIME_API"] = address
         self.logs.add(init_start_line(self.spec.runtime, self.spec.region))
         t0 = time.perf_counter()

@@ -48,6 +48,7 @@ from lamina.execution.cgroup import PIDS_MAX, MemoryCgroups, detect_memory_root
 from lamina.execution.deadlines import Deadlines
 from lamina.execution.environment import Environment, EnvState, Phase, PhaseResult, PlatformError, init_config
 from lamina.execution.logs import now_ms
+from lamina.execution.netns import NETWORK_NONE
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
 from lamina.execution.process import EXIT_WAIT_S, EnvProcess
 from lamina.execution.provisioned import PROVISIONED_INIT_TIMEOUT_S, Provisioner
@@ -160,6 +161,9 @@ class PythonEngine:
         self._keys: dict[int, tuple[EnvironmentSpec, str]] = {}
         self._destroying: dict[str, asyncio.Task[None]] = {}
         self._spares = SparePool(target=spares, make=self._new_process, discard=self._discard)
+        # No-network spares (their own network namespace, netns.py): kept only once a function
+        # without network has taken one, so hosts without such functions pay nothing for them
+        self._isolated_spares = SparePool(target=spares, make=self._new_isolated, discard=self._discard)
         self._deadlines: Deadlines | None = None  # made by start(): it needs the running loop
         # Hints for spares, from the last environment started: most functions share them
         self._code_parent: str | None = None  # the parent dir of its code dir
@@ -281,6 +285,7 @@ class PythonEngine:
         self._provisioner.close()
         await stop_task(self._reaper)
         self._spares.close()
+        self._isolated_spares.close()
         for task in list(self._background):
             task.cancel()
         for env in list(self._envs.values()):
@@ -319,7 +324,7 @@ class PythonEngine:
         finally:
             # The spare taken is replaced once this cold invocation is answered: the zygote's
             # fork and our mkdirs would compete with it for the CPU any sooner.
-            asyncio.get_running_loop().call_soon(self._spares.fill, spec.interpreter)
+            asyncio.get_running_loop().call_soon(self._spare_pool(spec).fill, spec.interpreter)
 
     async def _run(self, env: Environment, inv: InvocationInput, events: list[LogEvent]) -> InvocationOutcome:
         """Run ``inv`` in ``env`` (BUSY); ``events`` so far end with START."""
@@ -441,7 +446,10 @@ class PythonEngine:
         try:
             return await self._spawn(spec, key, deadlines, timeout_s=timeout_s, provisioned=True)
         finally:  # nobody waits on this one: replace the spare it took at once
-            asyncio.get_running_loop().call_soon(self._spares.fill, spec.interpreter)
+            asyncio.get_running_loop().call_soon(self._spare_pool(spec).fill, spec.interpreter)
+
+    def _spare_pool(self, spec: EnvironmentSpec) -> SparePool:
+        return self._isolated_spares if spec.network == NETWORK_NONE else self._spares
 
     async def _claim(self, spec: EnvironmentSpec, evicted: list[Environment]) -> EnvProcess:
         """A spare (or a new process) limited to the function's MemorySize."""
@@ -453,7 +461,7 @@ class PythonEngine:
         self._memory_mb = spec.memory_mb
         self._tmp_mb = spec.ephemeral_storage_mb
         try:
-            proc = await self._spares.take(spec.interpreter)
+            proc = await self._spare_pool(spec).take(spec.interpreter)
         except (ZygoteError, OSError) as exc:
             raise AwsError("ServiceException", f"Cannot start an execution environment: {exc}") from exc
         try:
@@ -495,7 +503,10 @@ class PythonEngine:
         self._admitted_mb += memory_mb
         return evicted
 
-    def _new_process(self, interpreter: str) -> EnvProcess:
+    def _new_isolated(self, interpreter: str) -> EnvProcess:
+        return self._new_process(interpreter, network=NETWORK_NONE)
+
+    def _new_process(self, interpreter: str, *, network: str | None = None) -> EnvProcess:
         """A process to be, with its cgroup and /tmp (or OSError): registered, so its exit is heard.
 
         Runs on the loop: a mkdir, a chmod and a cgroup mkdir -- tens of microseconds, no disk wait.
@@ -522,7 +533,7 @@ class PythonEngine:
             raise
         zygote = self._zygote(interpreter)
         pids_cgroup = self._cgroups is not None and self._cgroups.limits["pids"]
-        sandbox = {
+        sandbox: dict[str, Any] = {
             "uid": uid,
             # Without a pids cgroup, RLIMIT_NPROC of the environment's own uid caps it instead
             "nproc": PIDS_MAX if uid is not None and not pids_cgroup else None,
@@ -534,6 +545,8 @@ class PythonEngine:
             "hide_pids": uid is not None,  # hidepid hides other uids: useless without our own
             "expose": self._expose,
         }
+        if network is not None:
+            sandbox["network"] = network
         proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir, sandbox=sandbox)
         proc.code_parent = self._code_parent
         self._procs[proc_id] = proc
@@ -567,8 +580,8 @@ class PythonEngine:
         if env is not None:
             if env.state is EnvState.IDLE:  # died between invocations (a thread called os._exit...)
                 self._destroy(env)
-        else:
-            self._spares.on_exit(proc_id)
+        elif not self._spares.on_exit(proc_id):
+            self._isolated_spares.on_exit(proc_id)
 
     def _destroy(self, env: Environment) -> None:
         if env.state is EnvState.IDLE:

@@ -24,6 +24,7 @@ from typing import Any
 from lamina.execution.cgroup import EnvCgroup
 from lamina.execution.channel import EnvChannel
 from lamina.execution.logs import LogCapture
+from lamina.execution.netns import NETWORK_NONE, PrivateNetwork
 from lamina.execution.zygote import ExitStatus, Zygote
 
 EXIT_WAIT_S = 5.0  # how long to wait for the zygote's exit report after a channel EOF
@@ -53,6 +54,8 @@ class EnvProcess:
         self.channel: EnvChannel | None = None
         self.logs: LogCapture | None = None
         self.killed = False  # a SIGKILL was sent (timeout, OOM watch, dispose): no graceful stop
+        # A no-network process's namespace (its Runtime API listener): netns.py
+        self.network: PrivateNetwork | None = None
 
     @property
     def exited(self) -> bool:
@@ -63,6 +66,12 @@ class EnvProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         read_fd, write_fd = os.pipe()
         self.logs = LogCapture(read_fd)  # owns read_fd from here on (closed by dispose)
+        fds = [theirs.fileno(), write_fd]
+        net_line = None
+        if self.sandbox.get("network") == NETWORK_NONE:
+            mine, net_line = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self.network = PrivateNetwork(mine)
+            fds.append(net_line.fileno())
         try:
             _, self.channel = await self.loop.create_unix_connection(EnvChannel, sock=ours)
             config = {
@@ -71,7 +80,7 @@ class EnvProcess:
                 "tmp_dir": str(self.tmp_dir),
                 "code_parent": self.code_parent,
             }
-            self.pid = await self.zygote.spawn(self.id, config, [theirs.fileno(), write_fd])
+            self.pid = await self.zygote.spawn(self.id, config, fds)
         except BaseException:
             if self.channel is None:
                 ours.close()
@@ -79,6 +88,8 @@ class EnvProcess:
         finally:  # the zygote has its own copies now (or never will)
             theirs.close()
             os.close(write_fd)
+            if net_line is not None:
+                net_line.close()
 
     def on_exit(self, status: ExitStatus) -> None:
         if not self.exit_status.done():
@@ -108,6 +119,8 @@ class EnvProcess:
             await self.wait_exit()
         if self.channel is not None:
             self.channel.close()
+        if self.network is not None:
+            self.network.close()
         if self.logs is not None:
             self.logs.drain()  # the last lines (a SHUTDOWN handler's) are the engine's to deliver
             self.logs.flush_partial()

@@ -33,6 +33,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -81,6 +82,7 @@ from lamina.execution.runtime_wire import (
 from lamina.execution.telemetry_api import (
     TELEMETRY_PATH,
     AlreadySubscribedError,
+    Connector,
     SubscriptionInvalidError,
     SubscriptionsClosedError,
     TelemetryHub,
@@ -134,12 +136,13 @@ class RuntimeApiServer:
         expected_extensions: Sequence[str] = (),
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         allow_internal_extensions: bool = True,
+        connect: Connector | None = None,
     ) -> None:
         self.identity = identity
         self.max_response_bytes = max_response_bytes
         self._allowed_pids = allowed_pids
         self._registry = ExtensionsRegistry(expected_extensions, allow_internal=allow_internal_extensions)
-        self._hub = TelemetryHub()
+        self._hub = TelemetryHub(connect)
         self._too_large = too_large(max_response_bytes)
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,17 +171,23 @@ class RuntimeApiServer:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> str:
-        """Listen on 127.0.0.1 at a kernel-chosen port; returns ``AWS_LAMBDA_RUNTIME_API``."""
+    async def start(self, listener: socket.socket | None = None) -> str:
+        """Listen on 127.0.0.1 at a kernel-chosen port, or on ``listener`` (a no-network
+        environment's, in its own namespace: netns.py); returns ``AWS_LAMBDA_RUNTIME_API``."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._init = loop.create_future()
         self._registered = loop.create_future()
         self._settled = loop.create_future()
         self._settled.set_result(None)
-        self._server = await loop.create_server(
-            lambda: Connection(self, self.max_response_bytes, self._allowed_pids), "127.0.0.1", 0
-        )
+
+        def connection() -> Connection:
+            return Connection(self, self.max_response_bytes, self._allowed_pids)
+
+        if listener is None:
+            self._server = await loop.create_server(connection, "127.0.0.1", 0)
+        else:
+            self._server = await loop.create_server(connection, sock=listener)
         self._check()
         port = self._server.sockets[0].getsockname()[1]
         return f"127.0.0.1:{port}"

@@ -31,7 +31,7 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,17 +208,27 @@ class _ResponseReader:
         self.complete = True
 
 
+# How a hub reaches 127.0.0.1:<port> in its environment: the host's loopback by default, or
+# from inside a no-network environment's own namespace (netns.PrivateNetwork.open_connection).
+Connector = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+async def _host_loopback(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
 class _Link:
     """The connection to one subscriber's listener (127.0.0.1 only), kept across batches."""
 
-    def __init__(self, destination: Destination) -> None:
+    def __init__(self, destination: Destination, connect: Connector) -> None:
         self.destination = destination
+        self._connect = connect
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def send(self, events: list[bytes]) -> None:
         if self._writer is None or self._writer.is_closing():
-            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.destination.port)
+            self._reader, self._writer = await self._connect(self.destination.port)
         assert self._reader is not None and self._writer is not None
         if self.destination.protocol == "TCP":
             self._writer.write(b"".join(event + b"\n" for event in events))
@@ -269,7 +279,7 @@ class Subscriber:
         self._max_items = cfg.max_items
         self._max_bytes = cfg.max_bytes
         self._timeout_s = cfg.timeout_ms / 1000
-        self._link = _Link(subscription.destination)
+        self._link = _Link(subscription.destination, hub.connect)
         self._batch: list[bytes] = []
         self._bytes = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -376,7 +386,8 @@ class Subscriber:
 class TelemetryHub:
     """Every subscriber of one execution environment, and what the engine emits to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, connect: Connector | None = None) -> None:
+        self.connect: Connector = connect or _host_loopback
         self._subscribers: dict[str, Subscriber] = {}
         self._open = True  # subscriptions accepted (INIT)
         self._init_events: list[tuple[str, bytes]] = []  # replayed to later INIT subscribers

@@ -59,6 +59,9 @@ class EnvironmentSpec:
     # LoggingConfig: None for LogFormat Text (lamina's lines as they always were); with JSON,
     # the levels, and Lambda's own lines become AWS's JSON platform records (jsonlogs.py).
     json_logging: JsonLogging | None = None
+    # "default": the host's network, as on Lambda; "none": a network namespace with only its own
+    # loopback (the function's ``lamina:network`` tag; execution/netns.py, docs/security.md).
+    network: str = "default"
 
 
 class StreamSink(Protocol):

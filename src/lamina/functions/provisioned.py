@@ -202,6 +202,12 @@ class ProvisionedService:
         if alias.name in self._configs.get((alias.region, alias.function_name), {}):
             await self._apply(alias.region, alias.function_name)
 
+    async def respec(self, region: str, name: str) -> None:
+        """The function's environment specs changed without a new version (its network policy
+        tag): its provisioned environments are replaced by ones of the new spec."""
+        if (region, name) in self._configs:
+            await self._apply(region, name)
+
     # -- internals --------------------------------------------------------------------------------
     def _exists(self, region: str, name: str, qualifier: str | None = None) -> bool:
         try:
@@ -302,7 +308,7 @@ class ProvisionedService:
             except AwsError as exc:  # its runtime is not on this host (any more)
                 self._errors[(region, name, version)] = exc.message
         for version, (spec, _) in before.items():
-            if version not in after:
+            if version not in after or after[version][0] != spec:  # gone, or now another spec
                 await self._engine.provision(spec, 0)
         for version, (spec, count) in after.items():
             same = before.get(version, (None, 0))[1] == count and self._engine.provisioned(spec) is not None

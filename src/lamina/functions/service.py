@@ -58,6 +58,9 @@ class FunctionService:
         # Called as (region, name, qualifier or None for the whole function) after a function,
         # version or alias was deleted, under the function's lock (e.g. to drop its policies).
         self.on_drop: list[Callable[[str, str, str | None], Awaitable[None]]] = []
+        # Called as (region, name, tags) once CreateFunction committed the function with its Tags
+        # (e.g. its network policy); later changes go through TagService's hooks.
+        self.on_create: list[Callable[[str, str, Mapping[str, str]], object]] = []
 
     async def dropped(self, region: str, name: str, qualifier: str | None) -> None:
         for hook in self.on_drop:
@@ -228,7 +231,10 @@ class FunctionService:
                 layers=layers,
                 extra=extra,
             )
-            await self._store.call(self._store.create_function, fv, dict(params.get("Tags") or {}))
+            tags = dict(params.get("Tags") or {})
+            await self._store.call(self._store.create_function, fv, tags)
+            for hook in self.on_create:
+                hook(region, name, tags)
             self._registry[(region, name)] = {LATEST: fv}
         return fv
 

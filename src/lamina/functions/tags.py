@@ -6,11 +6,13 @@ column, and are written under the function's lock so they never race a delete.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from lamina.errors import AwsError
+from lamina.functions.network import NETWORK_TAG, bad_network_message
 from lamina.urls.formats import FORMAT_TAG, bad_format_message
 
 if TYPE_CHECKING:  # service imports check_tags from here
@@ -42,6 +44,8 @@ def check_tags(tags: Mapping[str, str], *, existing: Mapping[str, str] | None = 
             raise _invalid("Tag keys that start with 'aws:' are reserved for AWS use.")
         if key == FORMAT_TAG and (problem := bad_format_message(value)) is not None:
             raise _invalid(problem)  # lamina's own setting (docs/urls.md)
+        if key == NETWORK_TAG and (problem := bad_network_message(value)) is not None:
+            raise _invalid(problem)  # lamina's own setting (docs/security.md)
     if len({**(existing or {}), **tags}) > MAX_TAGS:
         raise _invalid(f"Number of tags exceeds resource tag limit of {MAX_TAGS}.")
 
@@ -52,11 +56,13 @@ class TagService:
         *,
         functions: FunctionService,
         store: MetadataStore,
-        on_change: Sequence[Callable[[str, str, Mapping[str, str]], None]] = (),
+        on_change: Sequence[Callable[[str, str, Mapping[str, str]], Awaitable[None] | None]] = (),
     ) -> None:
         self._functions = functions
         self._store = store
-        self._on_change = list(on_change)  # (region, name, tags) after every committed change
+        # (region, name, tags) after every committed change, under the function's lock; an async
+        # hook is awaited, so the change has taken effect when TagResource answers
+        self._on_change = list(on_change)
 
     def _function(self, region: str, resource: str) -> str:
         """The function name an ARN designates; AWS's errors for other resources and qualifiers."""
@@ -86,7 +92,7 @@ class TagService:
             check_tags(tags, existing=current)
             merged = {**current, **tags}
             await self._store.call(self._store.put_tags, region, name, merged)
-            self._changed(region, name, merged)
+            await self._changed(region, name, merged)
 
     async def untag(self, region: str, resource: str, keys: Sequence[str]) -> None:
         name = self._function(region, resource)
@@ -96,8 +102,10 @@ class TagService:
             remaining = {k: v for k, v in current.items() if k not in set(keys)}
             if remaining != current:
                 await self._store.call(self._store.put_tags, region, name, remaining)
-                self._changed(region, name, remaining)
+                await self._changed(region, name, remaining)
 
-    def _changed(self, region: str, name: str, tags: Mapping[str, str]) -> None:
+    async def _changed(self, region: str, name: str, tags: Mapping[str, str]) -> None:
         for hook in self._on_change:
-            hook(region, name, tags)
+            result = hook(region, name, tags)
+            if inspect.isawaitable(result):
+                await result

@@ -33,6 +33,7 @@ from lamina.execution.types import (
 from lamina.functions import optdir
 from lamina.functions.arns import parse_function_ref
 from lamina.functions.codestore import CodeStore
+from lamina.functions.network import NetworkPolicies
 from lamina.functions.service import FunctionService
 from lamina.invocation.concurrency import ConcurrencyLimiter
 from lamina.invocation.queue import AsyncQueue, RetryLater, Throttled
@@ -157,6 +158,9 @@ class InvocationService:
         self._code = code
         self._logs = logs
         self._specs: dict[tuple[str, str, str, str], EnvironmentSpec] = {}
+        # Each function's ``lamina:network`` policy; the platform keeps it current and calls
+        # ``retire`` when it changes (specs cached here carry the old one)
+        self.network = NetworkPolicies()
         self.queue = AsyncQueue(store, self._run_queued)
 
     def spec_for(self, fv: FunctionVersion) -> EnvironmentSpec:
@@ -194,6 +198,7 @@ class InvocationService:
                 command=launch.command,
                 extensions=optdir.extensions(opt_dir),
                 json_logging=None if levels is None else JsonLogging(*levels),
+                network=self.network.of(fv.region, fv.name),
             )
             self._specs[key] = spec
         return spec

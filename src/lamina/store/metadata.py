@@ -125,6 +125,12 @@ class MetadataStore(
             ).scalar()
         return dict(tags or {})
 
+    def load_tags(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(region, name, tags) of every function that has tags."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(functions.c.region, functions.c.name, functions.c.tags)).all()
+        return [(region, name, dict(tags)) for region, name, tags in rows if tags]
+
     def put_tags(self, region: str, name: str, tags: dict[str, str]) -> None:
         with self._engine.begin() as conn:
             conn.execute(

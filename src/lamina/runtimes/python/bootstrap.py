@@ -68,6 +68,7 @@ PR_SET_DUMPABLE = 4
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
@@ -757,6 +758,46 @@ def prepare_spare(cfg, libc, log_fd, preloaded):
     return sandbox
 
 
+# ----------------------------------------------------------------------------- no network
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+IFREQ_FLAGS = struct.Struct("16sh14x")  # struct ifreq: the name, then ifr_flags (40 bytes)
+RUNTIME_API_PORT = 9001  # AWS's AWS_LAMBDA_RUNTIME_API is 127.0.0.1:9001
+
+
+def isolate_network(libc, net_fd):
+    """No network for this environment (a function tagged ``lamina:network`` = ``none``).
+
+    A network namespace of its own, whose only interface is loopback: the host's interfaces,
+    its loopback services (the lamina API, other processes' ports), the internet and the
+    host's abstract Unix sockets are all out of reach.  ``lo`` is brought up so the function
+    can use 127.0.0.1 within itself -- and so that the Runtime API can live there: we listen on
+    127.0.0.1:9001 *inside* the namespace and hand the listening socket (with an fd of the
+    namespace, for the Telemetry API's connections out to an extension) to the engine over
+    ``net_fd`` (SCM_RIGHTS).  The engine accepts on it; only processes in this namespace --
+    this environment's own -- can ever connect.  Fails closed: without a namespace the spare
+    reports a failure rather than run a no-network function with the host's network.
+    """
+    line = socket.socket(fileno=net_fd)
+    try:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "cannot make a network namespace")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            flags = IFREQ_FLAGS.unpack(fcntl.ioctl(probe, SIOCGIFFLAGS, IFREQ_FLAGS.pack(b"lo", 0)))[1]
+            fcntl.ioctl(probe, SIOCSIFFLAGS, IFREQ_FLAGS.pack(b"lo", flags | IFF_UP))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind(("127.0.0.1", RUNTIME_API_PORT))
+            listener.listen(64)
+            netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                socket.send_fds(line, [b"netns"], [listener.fileno(), netns])
+            finally:
+                os.close(netns)  # the engine has its copies: the function gets neither
+    finally:
+        line.close()
+
+
 def runtime_prefixes():
     """The dirs this interpreter runs from (real paths): they must stay visible in the sandbox."""
     found = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
@@ -894,6 +935,8 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths, prelo
     logs = LogPipe(log_fd)
     try:
         sandbox = prepare_spare(spawn_cfg, libc, log_fd, preloaded)
+        if spawn_cfg.get("net_fd") is not None:
+            isolate_network(libc, spawn_cfg.pop("net_fd"))
     except Exception as exc:
         chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
         return 70
@@ -1127,7 +1170,9 @@ class Zygote:
                 os.close(fd)
             return False
         request = json.loads(msg)
-        if request.get("t") == "spawn" and len(fds) == 2:
+        if request.get("t") == "spawn" and len(fds) in (2, 3):
+            if len(fds) == 3:  # a no-network spare's line back to the engine (isolate_network)
+                request["cfg"]["net_fd"] = fds.pop()
             self.spawn(request, fds[0], fds[1])
         else:
             for fd in fds:
@@ -1142,6 +1187,8 @@ class Zygote:
             os._exit(self.child(cfg, chan_fd, log_fd))
         os.close(chan_fd)
         os.close(log_fd)
+        if cfg.get("net_fd") is not None:
+            os.close(cfg["net_fd"])
         self.children[pid] = request["id"]
         self.send({"t": "spawned", "id": request["id"], "pid": pid})
 
