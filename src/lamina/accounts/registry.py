@@ -19,61 +19,13 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-from lamina.accounts import store
+from lamina.accounts import routing, store
 from lamina.accounts.store import Account, AccountError, FileSignature
 from lamina.accounts.tenant import Shared, Tenant
-from lamina.errors import AwsError
-from lamina.functions.arns import parse_function_ref
-from lamina.model.function import function_arn
 
 log = logging.getLogger("lamina.accounts")
 
 POLL_S = 0.5
-
-# Operations another account may perform on a function when its resource policy allows the
-# action (AWS's cross-account list, restricted to what lamina implements); any other operation
-# naming another account's resource is denied.
-CROSS_ACCOUNT_ACTIONS = {
-    "Invoke": "lambda:InvokeFunction",
-    "InvokeWithResponseStream": "lambda:InvokeFunction",
-    "GetFunction": "lambda:GetFunction",
-    "GetFunctionConfiguration": "lambda:GetFunctionConfiguration",
-    "GetAlias": "lambda:GetAlias",
-    "ListAliases": "lambda:ListAliases",
-    "ListVersionsByFunction": "lambda:ListVersionsByFunction",
-}
-
-
-def caller_principal(account_id: str) -> str:
-    """The identity an account's credentials stand for: lamina's keys are each account's root."""
-    return f"arn:aws:iam::{account_id}:root"
-
-
-def denied(principal: str, action: str, resource: str) -> AwsError:
-    return AwsError(
-        "AccessDeniedException",
-        f"User: {principal} is not authorized to perform: {action} on resource: {resource} "
-        f"because no resource-based policy allows the {action} action",
-    )
-
-
-def _action(op_name: str) -> str:
-    return CROSS_ACCOUNT_ACTIONS.get(op_name) or f"lambda:{op_name}"
-
-
-def target_account(params: Mapping[str, Any]) -> str | None:
-    """The account an ARN in the request names (its function, or the tagged resource), if any."""
-    ident = params.get("FunctionName") or params.get("Resource")
-    if not isinstance(ident, str) or ":" not in ident:
-        return None
-    parts = ident.split(":")
-    if ident.startswith("arn:") and len(parts) > 4:
-        account = parts[4]
-    elif len(parts) > 1 and parts[1] == "function":  # the partial form 123456789012:function:f
-        account = parts[0]
-    else:
-        return None
-    return account or None
 
 
 class Accounts:
@@ -196,35 +148,5 @@ class Accounts:
         await self.refresh()
 
     def route(self, caller: Tenant, op_name: str, region: str, params: Mapping[str, Any]) -> Tenant:
-        """The account whose handler serves this request: the caller's own, or -- for a resource
-        ARN of another account -- that account, when its resource policy lets the caller in."""
-        account = target_account(params)
-        if account is None or account == caller.account_id:
-            return caller
-        return self._cross_account(caller, account, op_name, region, params)
-
-    def _cross_account(
-        self, caller: Tenant, account: str, op_name: str, region: str, params: Mapping[str, Any]
-    ) -> Tenant:
-        principal = caller_principal(caller.account_id)
-        action = _action(op_name)
-        ident = params.get("FunctionName") or params.get("Resource") or ""
-        try:
-            ref = parse_function_ref(ident)
-        except AwsError:
-            ref = None
-        qualifier = params.get("Qualifier") or (ref.qualifier if ref else None)
-        resource = function_arn(region, account, ref.name if ref else ident, qualifier)
-        owner = self.by_account.get(account)
-        if owner is None or op_name not in CROSS_ACCOUNT_ACTIONS or ref is None:
-            raise denied(principal, action, resource)
-        try:
-            owner.policies.check_invoke(
-                region, ident, params.get("Qualifier"), principal=principal, action=action
-            )
-        except AwsError as err:
-            if err.code == "AccessDeniedException":
-                raise
-            # Another account's missing function looks like a refused one: no probing across accounts.
-            raise denied(principal, action, resource) from None
-        return owner
+        """The account whose handler serves this request (see ``routing.route``)."""
+        return routing.route(self.by_account, caller, op_name, region, params)
