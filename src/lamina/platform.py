@@ -165,8 +165,7 @@ class Platform:
         if not self._started:
             return
         self._started = False
-        await self.accounts.close()  # every account but the operator's
-        await self.accounts.root.close()
+        await self.accounts.close(self._kill_environments)
         if self.tracer is not None:
             await self.tracer.close()
         await self.engine.close()

@@ -193,7 +193,13 @@ def test_root_arn_principal_and_qualified_resources() -> None:
 def test_missing_functions_and_accounts_look_denied() -> None:
     by = tenants()
     grant(by[OWNER], CALLER)
-    for ident in (ARN.replace(":f", ":g"), ARN.replace(OWNER, "333333333333")):
+    for ident in (ARN + "x", ARN.replace(OWNER, "333333333333")):
         with pytest.raises(AwsError) as exc:
             route(by, "Invoke", FunctionName=ident)
         assert exc.value.code == "AccessDeniedException", ident
+
+
+def test_malformed_identifiers_stay_with_the_caller_for_its_400() -> None:
+    by = tenants()
+    for ident in ("arn:aws:lambda:us-east-1:abc:function:f", "123:function:f", f"{OWNER}:function:bad name"):
+        assert route(by, "Invoke", FunctionName=ident) is by[CALLER], ident

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from lamina.accounts import routing, store
@@ -49,14 +49,15 @@ class Accounts:
         self._poller = asyncio.create_task(self._poll(), name="lamina-accounts")
         return list(self.by_account.values())
 
-    async def close(self) -> None:
+    async def close(self, on_grace_over: Callable[[], Awaitable[None]]) -> None:
+        """Stop the poller and every account, the root's last."""
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        for tenant in list(self.by_account.values()):
-            if tenant is not self.root:
-                await tenant.close()
+        async with self._refreshing:  # not while an account is being added or removed
+            for tenant in sorted(self.by_account.values(), key=lambda t: t is self.root):
+                await tenant.close(on_grace_over)
 
     def tenants(self) -> list[Tenant]:
         return list(self.by_account.values())

@@ -90,11 +90,10 @@ def route(by_account: Mapping[str, T], caller: T, op_name: str, region: str, par
     try:
         ref = parse_function_ref(ident)
     except AwsError:
-        ref = None
-    qualifier = params.get("Qualifier") or (ref.qualifier if ref else None)
-    resource = function_arn(region, account, ref.name, qualifier) if ref else ident
+        return caller  # not an identifier at all: the caller's handler answers AWS's 400 for it
+    resource = function_arn(region, account, ref.name, params.get("Qualifier") or ref.qualifier)
     owner = by_account.get(account)
-    if owner is None or op_name not in CROSS_ACCOUNT_ACTIONS or ref is None:
+    if owner is None or op_name not in CROSS_ACCOUNT_ACTIONS:
         raise denied(principal, action, resource)
     try:
         owner.policies.check_invoke(

@@ -291,13 +291,15 @@ class Tenant:
             with contextlib.suppress(AwsError):
                 await self.invocations.retire(self.functions.unqualified_arn(region, name))
 
-    async def close(self) -> None:
+    async def close(self, on_grace_over: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``on_grace_over``: how URL requests still in flight are ended (at shutdown, the
+        platform kills every environment); None when the account's functions are already gone."""
         if not self._started:
             return
         self._started = False
         await self.scheduler.close()
         await self.mappings.close()
-        await self.url_servers.drain(0.0, _nothing)
+        await self.url_servers.drain(0.0, on_grace_over or _nothing)
         await self.destinations.close()
         await self.invocations.queue.close()
         await self.metrics.close()
