@@ -167,7 +167,8 @@ class LaminaApp:
                 "NotImplementedException", f"lamina does not implement the {op.name} operation yet."
             )
         params = parse_request(op, labels, raw_query.decode("latin-1"), hmap, body)
-        if "FunctionName" in params or "Resource" in params:  # it may name another account's resource
+        if "FunctionName" in params or "Resource" in params or "LayerName" in params or "Arn" in params:
+            # it may name another account's resource (routing.py: only through that one's policy)
             owner = p.accounts.route(tenant, op.name, identity.region, params)
             if owner is not tenant:
                 handler = owner.handlers[op.name]

@@ -243,3 +243,44 @@ def test_accounts_and_their_functions_survive_a_restart(tmp_path: Path) -> None:
         assert not orphan.exists()
     finally:
         s.stop()
+
+
+def test_another_accounts_layer_needs_its_layer_version_policy(srv: LaminaServer) -> None:
+    acc = create_account(srv, unique("layeruser"))
+    root, lam_b = srv.client(), client_of(srv, acc)
+    layer = unique("shared")
+    zipped = make_zip({"python/shared_mod.py": "VALUE = 'from the root account'\n"})
+    arn = root.publish_layer_version(LayerName=layer, Content={"ZipFile": zipped})["LayerVersionArn"]
+    assert f":{ROOT_ACCOUNT}:layer:{layer}:1" in arn
+    code = "import shared_mod\ndef handler(e, c):\n    return shared_mod.VALUE\n"
+    principal = f"arn:aws:iam::{acc['account_id']}:root"
+    with pytest.raises(ClientError) as exc:
+        lam_b.get_layer_version_by_arn(Arn=arn)
+    assert error_of(exc) == (
+        "AccessDeniedException",
+        f"User: {principal} is not authorized to perform: lambda:GetLayerVersion on resource: {arn} "
+        "because no resource-based policy allows the lambda:GetLayerVersion action",
+        403,
+    )
+    with pytest.raises(ClientError) as exc:
+        create_function(lam_b, code, Layers=[arn])
+    assert error_of(exc)[0] == "AccessDeniedException"
+    root.add_layer_version_permission(
+        LayerName=layer,
+        VersionNumber=1,
+        StatementId="b",
+        Action="lambda:GetLayerVersion",
+        Principal=acc["account_id"],
+    )
+    got = lam_b.get_layer_version(LayerName=arn.rsplit(":", 1)[0], VersionNumber=1)
+    assert got["LayerVersionArn"] == arn
+    assert lam_b.get_layer_version_by_arn(Arn=arn)["LayerVersionArn"] == arn
+    name = create_function(lam_b, code, Layers=[arn])
+    lam_b.get_waiter("function_active_v2").wait(FunctionName=name)
+    assert lam_b.get_function(FunctionName=name)["Configuration"]["Layers"][0]["Arn"] == arn
+    assert invoke_json(lam_b, name) == "from the root account"
+    # Reading is all the grant gives: B cannot delete or re-grant the root's layer.
+    with pytest.raises(ClientError) as exc:
+        lam_b.delete_layer_version(LayerName=arn.rsplit(":", 1)[0], VersionNumber=1)
+    assert error_of(exc)[0] == "AccessDeniedException"
+    assert layer not in [entry["LayerName"] for entry in lam_b.list_layers()["Layers"]]

@@ -22,6 +22,7 @@ from typing import Any
 from lamina.accounts import routing, store
 from lamina.accounts.store import Account, AccountError, FileSignature
 from lamina.accounts.tenant import Shared, Tenant
+from lamina.functions.layers import LayerService
 
 log = logging.getLogger("lamina.accounts")
 
@@ -40,6 +41,7 @@ class Accounts:
         self._signature: FileSignature = None
         self._refreshing = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
+        root.layers.others = self._layers_of
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> list[Tenant]:
@@ -61,6 +63,10 @@ class Accounts:
 
     def tenants(self) -> list[Tenant]:
         return list(self.by_account.values())
+
+    def _layers_of(self, account_id: str) -> LayerService | None:
+        tenant = self.by_account.get(account_id)
+        return tenant.layers if tenant is not None else None
 
     def account_of(self, access_key_id: str) -> str | None:
         tenant = self.by_key.get(access_key_id)
@@ -118,6 +124,7 @@ class Accounts:
             shared=self._shared,
         )
         await tenant.start()
+        tenant.layers.others = self._layers_of
         self.by_account[acc.account_id] = tenant
         self.by_key[acc.access_key_id] = tenant
         self._keys[acc.account_id] = acc.access_key_id

@@ -13,7 +13,9 @@ from typing import Any, Protocol, TypeVar
 
 from lamina.errors import AwsError
 from lamina.functions.arns import parse_function_ref
+from lamina.functions.layers import GET_LAYER_VERSION
 from lamina.model.function import function_arn
+from lamina.model.layer import LayerVersion
 
 # Operations another account may perform on a function when its resource policy allows the
 # action (AWS's cross-account list, restricted to what lamina implements); any other operation
@@ -46,9 +48,15 @@ def _action(op_name: str) -> str:
     return CROSS_ACCOUNT_ACTIONS.get(op_name) or f"lambda:{op_name}"
 
 
+# Layer operations another account may perform when the layer version's policy allows it.
+LAYER_ACTIONS = {"GetLayerVersion": GET_LAYER_VERSION, "GetLayerVersionByArn": GET_LAYER_VERSION}
+
+
 def target_account(params: Mapping[str, Any]) -> str | None:
-    """The account an ARN in the request names (its function, or the tagged resource), if any."""
-    ident = params.get("FunctionName") or params.get("Resource")
+    """The account an ARN in the request names (its function, the tagged resource, a layer), if any."""
+    ident = (
+        params.get("FunctionName") or params.get("Resource") or params.get("LayerName") or params.get("Arn")
+    )
     if not isinstance(ident, str) or ":" not in ident:
         return None
     parts = ident.split(":")
@@ -67,12 +75,21 @@ class _Policies(Protocol):
     ) -> None: ...
 
 
+class _Layers(Protocol):
+    def get_by_arn(self, region: str, arn: str) -> LayerVersion: ...
+
+    def check_shared(self, lv: LayerVersion, caller_account: str) -> None: ...
+
+
 class Owner(Protocol):
     @property
     def account_id(self) -> str: ...
 
     @property
     def policies(self) -> _Policies: ...
+
+    @property
+    def layers(self) -> _Layers: ...
 
 
 T = TypeVar("T", bound=Owner)
@@ -85,6 +102,8 @@ def route(by_account: Mapping[str, T], caller: T, op_name: str, region: str, par
     if account is None or account == caller.account_id:
         return caller
     principal = caller_principal(caller.account_id)
+    if "FunctionName" not in params and "Resource" not in params:
+        return _layer(by_account, caller, account, op_name, region, params)
     action = _action(op_name)
     ident = params.get("FunctionName") or params.get("Resource") or ""
     try:
@@ -104,4 +123,24 @@ def route(by_account: Mapping[str, T], caller: T, op_name: str, region: str, par
             raise
         # Another account's missing function looks like a refused one: no probing across accounts.
         raise denied(principal, action, resource) from None
+    return owner
+
+
+def _layer(
+    by_account: Mapping[str, T], caller: T, account: str, op_name: str, region: str, params: Mapping[str, Any]
+) -> T:
+    """A layer of another account: readable (GetLayerVersion) where its version's policy allows."""
+    ident = params.get("Arn") or params.get("LayerName") or ""
+    version = params.get("VersionNumber")
+    resource = ident if version is None else f"{ident}:{version}"
+    principal = caller_principal(caller.account_id)
+    action = LAYER_ACTIONS.get(op_name) or f"lambda:{op_name}"
+    owner = by_account.get(account)
+    if owner is None or op_name not in LAYER_ACTIONS:
+        raise denied(principal, action, resource)
+    try:
+        lv = owner.layers.get_by_arn(region, resource)
+    except AwsError:  # missing looks refused: nothing to probe
+        raise denied(principal, action, resource) from None
+    owner.layers.check_shared(lv, caller.account_id)
     return owner
