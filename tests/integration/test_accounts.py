@@ -9,14 +9,19 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from .conftest import REGION, LaminaServer, create_function, make_zip, unique
+from .conftest import ACCESS_KEY, REGION, SECRET_KEY, LaminaServer, create_function, make_zip, unique
 
 ROOT_ACCOUNT = "123456789012"
 CODE = "def handler(event, context):\n    return {'who': %r, 'arn': context.invoked_function_arn}\n"
@@ -284,3 +289,42 @@ def test_another_accounts_layer_needs_its_layer_version_policy(srv: LaminaServer
         lam_b.delete_layer_version(LayerName=arn.rsplit(":", 1)[0], VersionNumber=1)
     assert error_of(exc)[0] == "AccessDeniedException"
     assert layer not in [entry["LayerName"] for entry in lam_b.list_layers()["Layers"]]
+
+
+def test_an_aws_iam_url_takes_another_account_only_with_a_grant(srv: LaminaServer) -> None:
+    acc = create_account(srv, unique("urlcaller"))
+    root = srv.client()
+    code = (
+        "import json\n"
+        "def handler(e, c):\n    return {'statusCode': 200, 'body': json.dumps(e['requestContext'])}\n"
+    )
+    name = create_function(root, code)
+    url = root.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")["FunctionUrl"]
+    root.get_waiter("function_active_v2").wait(FunctionName=name)
+
+    def call(key: str, secret: str) -> tuple[int, bytes]:
+        req = AWSRequest(method="GET", url=url, data=b"")
+        SigV4Auth(Credentials(key, secret), "lambda", REGION).add_auth(req)
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=dict(req.headers.items())), timeout=60
+            ) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    status, body = call(ACCESS_KEY, SECRET_KEY)  # the owner
+    assert status == 200 and json.loads(body)["authorizer"]["iam"]["accountId"] == ROOT_ACCOUNT
+    status, body = call(acc["access_key_id"], acc["secret_access_key"])
+    assert status == 403 and b"Forbidden" in body
+    root.add_permission(
+        FunctionName=name,
+        StatementId="b-url",
+        Action="lambda:InvokeFunctionUrl",
+        Principal=acc["account_id"],
+        FunctionUrlAuthType="AWS_IAM",
+    )
+    status, body = call(acc["access_key_id"], acc["secret_access_key"])
+    assert status == 200, body
+    iam = json.loads(body)["authorizer"]["iam"]
+    assert (iam["accountId"], iam["userArn"]) == (acc["account_id"], f"arn:aws:iam::{acc['account_id']}:root")
