@@ -109,7 +109,6 @@ class Platform:
         # The code store is shared: only the union of every account's references says what is unused.
         live = set().union(*(t.live_code() for t in tenants))
         await asyncio.to_thread(self.code.remove_orphans, live)
-        self.metrics = root.metrics
         self.metrics_http = MetricsEndpoint(
             root.metrics.registry, self.verifier, shared.metrics_token or "", registry_for=self._registry_for
         )

@@ -93,7 +93,11 @@ class Accounts:
                 self._signature = sig
                 return False
             self._signature = sig
-            await self._apply(wanted)
+            try:
+                await self._apply(wanted)
+            except BaseException:
+                self._signature = None  # what failed (an account's start) is tried again next time
+                raise
             return True
 
     async def _apply(self, wanted: list[Account]) -> None:
