@@ -328,3 +328,23 @@ def test_an_aws_iam_url_takes_another_account_only_with_a_grant(srv: LaminaServe
     assert status == 200, body
     iam = json.loads(body)["authorizer"]["iam"]
     assert (iam["accountId"], iam["userArn"]) == (acc["account_id"], f"arn:aws:iam::{acc['account_id']}:root")
+
+
+def test_async_invokes_run_and_log_in_their_own_account(srv: LaminaServer) -> None:
+    acc = create_account(srv, unique("async"))
+    root, lam_a = srv.client(), client_of(srv, acc)
+    name = unique("ev")
+    code = "def handler(e, c):\n    print('event for', c.invoked_function_arn)\n"
+    for client in (root, lam_a):
+        create_function(client, code, name=name)
+        client.get_waiter("function_active_v2").wait(FunctionName=name)
+    assert lam_a.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+    logs_a, group = client_of(srv, acc, "logs"), f"/aws/lambda/{name}"
+    a_arn = f"arn:aws:lambda:{REGION}:{acc['account_id']}:function:{name}"
+    deadline = time.monotonic() + 30
+    while not logs_a.filter_log_events(logGroupName=group, filterPattern=f'"{a_arn}"')["events"]:
+        assert time.monotonic() < deadline, "the event did not run in its account"
+        time.sleep(0.2)
+    with pytest.raises(ClientError) as exc:  # the root's function of that name never ran
+        srv.client("logs").filter_log_events(logGroupName=group)
+    assert error_of(exc)[0] == "ResourceNotFoundException"
