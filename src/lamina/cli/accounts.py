@@ -90,7 +90,9 @@ def list_accounts(*, as_json: bool, data_dir: Path) -> None:
         {
             "Name": store.ROOT_NAME,
             "AccountId": _root_account_id(),
-            "AccessKeyId": root.access_key_id if root is not None else "(from LAMINA_ACCESS_KEY_ID)",
+            "AccessKeyId": root.access_key_id
+            if root is not None
+            else os.environ.get("LAMINA_ACCESS_KEY_ID") or "(none yet: the server makes it at first start)",
             "Created": "",
         }
     ]
