@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
 from lamina.api import events_view
+from lamina.api.invoke_express import ExpressInvoke
 from lamina.errors import AwsError, render_json, render_rest_json
 from lamina.protocol import parse_request, serialize_response
 from lamina.protocol.cloudwatch_wire import protocol_of as cloudwatch_protocol  # issue 7 item 4
@@ -26,6 +27,7 @@ from lamina.web.connection import Reply, Request, Streamed
 if TYPE_CHECKING:  # the platform imports the app
     from botocore.model import OperationModel
 
+    from lamina.auth.sigv4 import SignedIdentity
     from lamina.platform import Platform
 
 log = logging.getLogger("lamina.http")
@@ -59,6 +61,7 @@ def _declared(req: Request) -> int | None:
 class LaminaApp:
     def __init__(self, platform: Platform) -> None:
         self._p = platform
+        self._express = ExpressInvoke(verify=self._verify, scope_of=platform.tenant, ids=platform.ids)
 
     # -- the front's questions -------------------------------------------------------------
 
@@ -73,7 +76,7 @@ class LaminaApp:
             return UNROUTED_BODY_MAX
         protocol = cloudwatch_protocol(req.method, path, req.hmap)
         if protocol is not None:
-            return self._p.metrics.cloudwatch.admit(protocol, req.hmap, req.query, self._p.ids.request_id())
+            return self._p.cloudwatch.admit(protocol, req.hmap, req.query, self._p.ids.request_id())
         hmap = req.hmap
         try:
             if b"authorization" not in hmap and b"X-Amz-Signature" not in req.query:
@@ -99,8 +102,7 @@ class LaminaApp:
         return self._error(req, _too_large(op_name, limit), self._p.ids.request_id())
 
     async def handle(self, req: Request) -> Reply | Streamed:
-        p = self._p
-        request_id = p.ids.request_id()
+        request_id = self._p.ids.request_id()
         path = req.path
         try:
             if path.startswith(_INTERNAL):
@@ -109,20 +111,19 @@ class LaminaApp:
                 return await self._internal(req)
             # -- issue 7 item 4 (metrics): Prometheus exposition and CloudWatch's metric API --
             if path == b"/metrics":
-                return self._p.metrics.metrics_http.handle(req.method, path, req.query, req.headers, req.hmap)
+                return self._p.metrics_http.handle(req.method, path, req.query, req.headers, req.hmap)
             protocol = cloudwatch_protocol(req.method, path, req.hmap)
             if protocol is not None:
-                return await self._p.metrics.cloudwatch.handle(
+                return await self._p.cloudwatch.handle(
                     protocol, method=req.method, raw_path=path, raw_query=req.query, headers=req.headers,
                     hmap=req.hmap, body=req.body, request_id=request_id,
                 )  # fmt: skip
             # -- end issue 7 item 4 --
             route = req.route
-            express = p.express_invoke
-            if type(route) is tuple and route[0].name == "Invoke" and express is not None:
-                target = express.eligible(req, route[1])
+            if type(route) is tuple and route[0].name == "Invoke":
+                target = ExpressInvoke.eligible(req, route[1])
                 if target is not None:
-                    return await express.invoke(req, request_id, *target)
+                    return await self._express.invoke(req, request_id, *target)
             return await self._api(req, request_id)
         except AwsError as err:
             return self._error(req, err, request_id)
@@ -146,11 +147,12 @@ class LaminaApp:
         p = self._p
         method = req.method
         raw_path, raw_query, body = req.path, req.query, req.body
-        identity = p.verifier.verify(method, raw_path, raw_query, req.headers, body)
+        identity = await self._verify(req)
+        tenant = p.tenant(identity.access_key_id)
         hmap = {k.decode("latin-1"): v.decode("latin-1") for k, v in req.hmap.items()}
         target = hmap.get("x-amz-target")
         prefix, _, operation = (target or "").partition(".")
-        service = p.json_services.get(prefix)
+        service = tenant.json_services.get(prefix)
         if service is not None:  # json-protocol services (CloudWatch Logs): one handle() each
             host = hmap.get("host") or f"{p.settings.host}:{p.settings.port}"
             jctx = RequestContext(request_id, identity.region, identity.access_key_id, f"http://{host}")
@@ -166,12 +168,17 @@ class LaminaApp:
                 f"No Lambda operation matches {method} {raw_path.decode('latin-1')}.",
             )
         op, labels = route
-        handler = p.handlers.get(op.name)
+        handler = tenant.handlers.get(op.name)
         if handler is None:
             raise AwsError(
                 "NotImplementedException", f"lamina does not implement the {op.name} operation yet."
             )
         params = parse_request(op, labels, raw_query.decode("latin-1"), hmap, body)
+        if "FunctionName" in params or "Resource" in params or "LayerName" in params or "Arn" in params:
+            # it may name another account's resource (routing.py: only through that one's policy)
+            owner = p.accounts.route(tenant, op.name, identity.region, params)
+            if owner is not tenant:
+                handler = owner.handlers[op.name]
         host = hmap.get("host") or f"{p.settings.host}:{p.settings.port}"
         ctx = RequestContext(
             request_id=request_id,
@@ -193,16 +200,33 @@ class LaminaApp:
     async def _lamina_api(self, req: Request, request_id: str) -> Reply:
         """lamina's own reads (``GET /_lamina/functions/{name}/events``), SigV4-verified."""
         p = self._p
-        identity = p.verifier.verify(req.method, req.path, req.query, req.headers, req.body)
+        identity = await self._verify(req)
+        tenant = p.tenant(identity.access_key_id)
         path = req.path.decode("latin-1")
         if path == LAMINA_SCHEDULES and req.method == "GET":  # issue 9
-            view = {"Timers": p.scheduler.view(identity.region)}
+            view = {"Timers": tenant.scheduler.view(identity.region)}
             return 200, [*_JSON_TYPE, (b"x-amzn-requestid", request_id.encode())], json.dumps(view).encode()
         parts = path[len(LAMINA_API_PREFIX) :].split("/")
         if req.method != "GET" or len(parts) != 2 or not parts[0] or parts[1] != "events":
             raise AwsError("UnknownOperationException", f"No lamina operation matches {req.method} {path}.")
-        result = await events_view.function_events(p.functions, p.store, identity.region, unquote(parts[0]))
+        result = await events_view.function_events(
+            tenant.functions, tenant.store, identity.region, unquote(parts[0])
+        )
         return 200, [*_JSON_TYPE, (b"x-amzn-requestid", request_id.encode())], json.dumps(result).encode()
+
+    async def _verify(self, req: Request) -> SignedIdentity:
+        """SigV4; a key nobody has makes the accounts file be read again once (a new account's
+        first request), then the verdict stands."""
+        verifier = self._p.verifier
+        try:
+            return verifier.verify(req.method, req.path, req.query, req.headers, req.body)
+        except AwsError as err:
+            if err.code != "UnrecognizedClientException":
+                raise
+        # Verified again even when this call found the file unchanged: the poller may have just
+        # applied it (this call waited for it to finish).
+        await self._p.accounts.unknown_key()
+        return verifier.verify(req.method, req.path, req.query, req.headers, req.body)
 
     async def _internal(self, req: Request) -> Reply:
         """Unsigned paths: health, and code downloads authorised by their signed URL."""
@@ -212,7 +236,8 @@ class LaminaApp:
         if path.startswith("/_lamina/code/") and path.endswith(".zip") and req.method == "GET":
             q = parse_qs(req.query.decode("latin-1"))
             hex_digest = path[len("/_lamina/code/") : -len(".zip")]
-            blob = self._p.functions.code_download_path(
+            # Any account's service answers: the code store and the URL-signing key are shared.
+            blob = self._p.accounts.root.functions.code_download_path(
                 hex_digest, q.get("expires", [""])[0], q.get("signature", [""])[0]
             )
             if blob is not None:

@@ -32,21 +32,32 @@ _AUTH_CODES = {
     "AccessDeniedException": "AccessDenied",
 }
 
-Operation = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+Operation = Callable[[CloudWatchApi, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def _list_metrics(api: CloudWatchApi, region: str, params: dict[str, Any]) -> dict[str, Any]:
+    return api.list_metrics(region, params)
+
+
+_OPERATIONS: dict[str, Operation] = {
+    "GetMetricStatistics": CloudWatchApi.get_metric_statistics,
+    "GetMetricData": CloudWatchApi.get_metric_data,
+    "ListMetrics": _list_metrics,
+}
 
 
 class CloudWatchEndpoint:
-    def __init__(self, api: CloudWatchApi, verifier: SigV4Verifier) -> None:
+    def __init__(
+        self,
+        api: CloudWatchApi,
+        verifier: SigV4Verifier,
+        *,
+        api_for: Callable[[str], CloudWatchApi | None] | None = None,
+    ) -> None:
+        """``api_for``: the metrics of the signer's account, by access key id (None: ``api``'s)."""
         self._verifier = verifier
-
-        async def list_metrics(region: str, params: dict[str, Any]) -> dict[str, Any]:
-            return api.list_metrics(region, params)
-
-        self._ops: dict[str, Operation] = {
-            "GetMetricStatistics": api.get_metric_statistics,
-            "GetMetricData": api.get_metric_data,
-            "ListMetrics": list_metrics,
-        }
+        self._api = api
+        self._api_for = api_for
         self._all_ops: frozenset[str] | None = None  # CloudWatch's operations, from the model (lazily)
 
     @staticmethod
@@ -97,10 +108,15 @@ class CloudWatchEndpoint:
                 op, params = wire.parse(protocol, raw_path, hmap, body)
             except wire.MalformedRequest as exc:
                 raise CloudWatchError("MalformedInput", str(exc)) from None
-            handler = self._ops.get(op)
+            api = self._api if self._api_for is None else self._api_for(identity.access_key_id)
+            if api is None:  # its account was deleted since the signature was checked
+                raise AwsError(
+                    "UnrecognizedClientException", "The security token included in the request is invalid."
+                )
+            handler = _OPERATIONS.get(op)
             if handler is None:
                 raise self._unsupported(op)
-            result = await handler(identity.region, params)
+            result = await handler(api, identity.region, params)
             reply = wire.render(protocol, op, result, request_id)
         except AwsError as err:
             reply = wire.render_error(protocol, _AUTH_CODES.get(err.code, err.code), err.message, request_id)

@@ -19,16 +19,26 @@ with the general path's.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from lamina.api.invoke import prepare_invocation
 from lamina.web.connection import Reply, Request
 
 if TYPE_CHECKING:
-    from lamina.auth.sigv4 import SigV4Verifier
+    from collections.abc import Awaitable, Callable
+
+    from lamina.auth.sigv4 import SignedIdentity
     from lamina.functions.service import FunctionService
     from lamina.ids import IdFactory
     from lamina.invocation.service import InvocationService
+
+
+class InvokeScope(Protocol):
+    """Where a key's invokes run: its account's functions and invocation service (a Tenant)."""
+
+    functions: FunctionService
+    invocations: InvocationService
+
 
 # A plain function name (the model's pattern also takes ARNs and "name:qualifier": general path)
 # and a plain qualifier (a version or an alias; "$LATEST" arrives percent-encoded: general path).
@@ -51,14 +61,12 @@ class ExpressInvoke:
     def __init__(
         self,
         *,
-        verifier: SigV4Verifier,
-        functions: FunctionService,
-        invocations: InvocationService,
+        verify: Callable[[Request], Awaitable[SignedIdentity]],
+        scope_of: Callable[[str], InvokeScope],
         ids: IdFactory,
     ) -> None:
-        self._verifier = verifier
-        self._functions = functions
-        self._invocations = invocations
+        self._verify = verify  # the app's SigV4 check (it also follows new accounts' keys)
+        self._scope_of = scope_of  # access key id -> its account's services
         self._ids = ids
 
     @staticmethod
@@ -88,10 +96,12 @@ class ExpressInvoke:
 
     async def invoke(self, req: Request, request_id: str, name: str, qualifier: str | None) -> Reply:
         """Run the invoke; AwsError propagates to the app, which renders it as for any request."""
-        identity = self._verifier.verify(req.method, req.path, req.query, req.headers, req.body)
+        identity = await self._verify(req)
+        # A plain name is always the signer's own account's: no cross-account routing to do.
+        scope = self._scope_of(identity.access_key_id)
         trace = req.hmap.get(b"x-amzn-trace-id")
         fv, inv = prepare_invocation(
-            self._functions,
+            scope.functions,
             self._ids,
             region=identity.region,
             function_name=name,
@@ -101,7 +111,7 @@ class ExpressInvoke:
             request_id=request_id,
             trace_id=None if trace is None else trace.decode("latin-1"),
         )
-        result = await self._invocations.invoke(fv, inv)
+        result = await scope.invocations.invoke(fv, inv)
         # serialize_response's order for Invoke's output headers, then the request id.
         headers = [
             (b"x-amz-executed-version", fv.version.encode()),

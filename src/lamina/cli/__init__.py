@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from lamina.cli.accounts import accounts
 from lamina.cli.client import register_client_commands
 from lamina.cli.serve import serve
 
@@ -15,4 +16,5 @@ def main() -> None:
 
 
 main.add_command(serve)
+main.add_command(accounts)
 register_client_commands(main)

@@ -12,17 +12,19 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lamina.errors import AwsError
 from lamina.functions.codestore import CodeStore
 from lamina.functions.echo import now_iso
 from lamina.model.layer import LayerVersion, layer_arn
+from lamina.policy.evaluator import authorize
 from lamina.store.layers import LayerRows
 from lamina.store.metadata import MetadataStore
 
 MAX_LAYERS = 5
+GET_LAYER_VERSION = "lambda:GetLayerVersion"
 
 
 def layer_name(ident: str) -> str:
@@ -49,6 +51,9 @@ class LayerService:
         self.account_id = account_id
         self._layers: dict[tuple[str, str], dict[int, LayerVersion]] = {}
         self._lock = asyncio.Lock()
+        # Another account's layers, by account id (set by the accounts registry): a function may
+        # use a layer version of another account whose policy grants this one GetLayerVersion.
+        self.others: Callable[[str], LayerService | None] = lambda _account: None
 
     async def load(self) -> None:
         for row in await self._store.call(self._rows.load):
@@ -64,6 +69,40 @@ class LayerService:
         if lv is None:
             raise AwsError("ResourceNotFoundException", "The resource you requested does not exist.")
         return lv
+
+    def check_shared(self, lv: LayerVersion, caller_account: str) -> None:
+        """Raise AWS's AccessDeniedException unless ``lv``'s policy lets ``caller_account`` read it."""
+        principal = f"arn:aws:iam::{caller_account}:root"
+        doc = {"Statement": list(lv.policy.get("statements") or [])}
+        if not authorize(doc, principal=principal, action=GET_LAYER_VERSION):
+            raise AwsError(
+                "AccessDeniedException",
+                f"User: {principal} is not authorized to perform: {GET_LAYER_VERSION} on resource: "
+                f"{lv.arn(self.account_id)} because no resource-based policy allows the "
+                f"{GET_LAYER_VERSION} action",
+            )
+
+    def _any_account(self, region: str, arn: str) -> tuple[LayerVersion, str]:
+        """A layer version ARN of this account, or of another whose policy shares it with this one;
+        (the version, its owner's account id)."""
+        parts = arn.split(":")
+        owner = parts[4] if len(parts) == 8 else self.account_id
+        if owner == self.account_id:
+            return self.get_by_arn(region, arn), owner
+        other = self.others(owner)
+        try:
+            if other is None:
+                raise AwsError("ResourceNotFoundException", "The resource you requested does not exist.")
+            lv = other.get_by_arn(region, arn)
+        except AwsError:  # another account's missing layer looks refused: nothing to probe
+            raise AwsError(
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{self.account_id}:root is not authorized to perform: "
+                f"{GET_LAYER_VERSION} on resource: {arn} because no resource-based policy allows the "
+                f"{GET_LAYER_VERSION} action",
+            ) from None
+        other.check_shared(lv, self.account_id)
+        return lv, owner
 
     def get_by_arn(self, region: str, arn: str) -> LayerVersion:
         parts = arn.split(":")
@@ -139,21 +178,24 @@ class LayerService:
         seen: set[str] = set()
         for arn in arns:
             try:
-                lv = self.get_by_arn(region, arn)
-            except AwsError:
+                lv, owner = self._any_account(region, arn)
+            except AwsError as err:
+                if err.code == "AccessDeniedException":
+                    raise
                 raise AwsError(
                     "InvalidParameterValueException", f"Layer version {arn} does not exist."
                 ) from None
-            if lv.name in seen:
+            unversioned = layer_arn(lv.region, owner, lv.name)
+            if unversioned in seen:
                 raise AwsError(
                     "InvalidParameterValueException",
                     "Two different versions of the same layer are not allowed to be referenced in the "
-                    "same function. Duplicate layer: " + layer_arn(lv.region, self.account_id, lv.name),
+                    "same function. Duplicate layer: " + unversioned,
                 )
-            seen.add(lv.name)
+            seen.add(unversioned)
             refs.append(
                 {
-                    "arn": lv.arn(self.account_id),
+                    "arn": lv.arn(owner),
                     "code_size": lv.code_size,
                     "hex": lv.code_hex,
                     "unzipped_size": lv.unzipped_size,
@@ -225,8 +267,9 @@ class LayerService:
             )
 
     async def add_permission(self, region: str, p: Mapping[str, Any]) -> dict[str, Any]:
-        """Store a statement.  Only the owner account exists in lamina, so a grant to another
-        account or an organisation is kept and reported but has nobody to apply to yet."""
+        """Store a statement.  Grants to other lamina accounts (or ``*``) apply to GetLayerVersion
+        and to their functions' Layers; a grant conditioned on an organisation matches nobody (no
+        organisations here)."""
         async with self._lock:
             lv = self.get(region, p["LayerName"], p["VersionNumber"])
             self._check_revision(lv, p.get("RevisionId"))

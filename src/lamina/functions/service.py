@@ -72,9 +72,20 @@ class FunctionService:
             self._registry.setdefault((fv.region, fv.name), {})[fv.version] = fv
         for alias in await self._store.call(self._store.load_aliases):
             self.aliases.setdefault((alias.region, alias.function_name), {})[alias.name] = alias
+
+    def live_code(self) -> set[str]:
+        """The code store entries this service's functions and layers use.  The code store is
+        shared by every account, so only the platform, with every account's set, collects it."""
+        versions = [fv for by_version in self._registry.values() for fv in by_version.values()]
         live = {fv.code_hex for fv in versions} | optdir.live_entries(fv.layers for fv in versions)
-        live |= self.layers.live_hexes() if self.layers is not None else set()
-        await asyncio.to_thread(self._code.remove_orphans, live)
+        return live | (self.layers.live_hexes() if self.layers is not None else set())
+
+    def names(self) -> list[tuple[str, str]]:
+        """Every function, as (region, name)."""
+        return list(self._registry)
+
+    def unqualified_arn(self, region: str, name: str) -> str:
+        return function_arn(region, self.account_id, name)
 
     def lock(self, region: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((region, name), asyncio.Lock())

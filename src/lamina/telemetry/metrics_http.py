@@ -14,7 +14,7 @@ import contextlib
 import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from lamina.auth.sigv4 import SigV4Verifier
@@ -62,8 +62,18 @@ def _read(path: Path) -> str:
 class MetricsEndpoint:
     """What the HTTP app calls for ``/metrics``: ``handle`` answers (status, headers, body)."""
 
-    def __init__(self, registry: MetricsRegistry, verifier: SigV4Verifier, token: str) -> None:
+    def __init__(
+        self,
+        registry: MetricsRegistry,
+        verifier: SigV4Verifier,
+        token: str,
+        *,
+        registry_for: Callable[[str], MetricsRegistry | None] | None = None,
+    ) -> None:
+        """``registry_for``: a signed request sees the registry of the signer's account (the bearer
+        token is the operator's: ``registry``); None: every signer sees ``registry``."""
         self._registry = registry
+        self._registry_for = registry_for
         self._verifier = verifier
         self._token = token.encode()
 
@@ -72,29 +82,31 @@ class MetricsEndpoint:
     ) -> tuple[int, Headers, bytes]:
         if method != "GET":
             return _plain(405, b"only GET is allowed on /metrics\n", [(b"allow", b"GET")])
-        if not self._authorised(method, raw_path, raw_query, headers, hmap):
+        registry = self._authorised(method, raw_path, raw_query, headers, hmap)
+        if registry is None:
             return _plain(
                 401,
                 b"unauthorized: send 'Authorization: Bearer <token>' (docs/metrics.md) or sign with SigV4\n",
                 [(b"www-authenticate", b'Bearer realm="lamina metrics"')],
             )
-        body = prometheus.render(self._registry)
+        body = prometheus.render(registry)
         return 200, [(b"content-type", prometheus.CONTENT_TYPE.encode())], body
 
     def _authorised(
         self, method: str, raw_path: bytes, raw_query: bytes, headers: Headers, hmap: Mapping[bytes, bytes]
-    ) -> bool:
+    ) -> MetricsRegistry | None:
+        """The registry the caller may read, or None (refused)."""
         auth = hmap.get(b"authorization", b"")
         scheme, _, credentials = auth.partition(b" ")
         if scheme.lower() == b"bearer":
-            return hmac.compare_digest(credentials.strip(), self._token)
+            return self._registry if hmac.compare_digest(credentials.strip(), self._token) else None
         if not auth and b"X-Amz-Signature" not in raw_query:
-            return False
+            return None
         try:
-            self._verifier.verify(method, raw_path, raw_query, headers, b"")
+            identity = self._verifier.verify(method, raw_path, raw_query, headers, b"")
         except AwsError:
-            return False
-        return True
+            return None
+        return self._registry if self._registry_for is None else self._registry_for(identity.access_key_id)
 
 
 def _plain(status: int, body: bytes, extra: Headers) -> tuple[int, Headers, bytes]:

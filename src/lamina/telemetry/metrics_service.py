@@ -28,7 +28,8 @@ class MetricsService:
         self.registry = registry
         self.store = store
         self.metrics_http = MetricsEndpoint(registry, verifier, token)
-        self.cloudwatch = CloudWatchEndpoint(CloudWatchApi(store), verifier)
+        self.cloudwatch_api = CloudWatchApi(store)
+        self.cloudwatch = CloudWatchEndpoint(self.cloudwatch_api, verifier)
 
     @classmethod
     async def start(cls, data_dir: Path, verifier: SigV4Verifier, token: str | None) -> MetricsService:

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -90,6 +91,8 @@ class UrlDeps:
     ids: IdFactory
     # Also require lambda:InvokeFunction (AWS's rule for URLs created since October 2025).
     require_invoke_function: bool = False
+    # The account a verified access key belongs to (AWS_IAM URLs): None for the owner's alone.
+    account_of: Callable[[str], str | None] | None = None
 
 
 class UrlFront:
@@ -180,16 +183,19 @@ class UrlFront:
                 raise Refused(render_message(err, status=403)) from None
             if identity.service != "lambda" or identity.region != region:
                 raise Refused(forbidden())
-            # lamina's credentials are the owner's (the account's root): no other identities exist.
-            principal = f"arn:aws:iam::{account}:root"
+            # Each lamina key is its account's root; another account's needs the policy's grant.
+            caller = account if d.account_of is None else d.account_of(identity.access_key_id)
+            if caller is None:
+                raise Refused(forbidden())
+            principal = f"arn:aws:iam::{caller}:root"
             iam = {
                 "accessKey": identity.access_key_id,
-                "accountId": account,
-                "callerId": account,
+                "accountId": caller,
+                "callerId": caller,
                 "cognitoIdentity": None,
                 "principalOrgId": None,
                 "userArn": principal,
-                "userId": account,
+                "userId": caller,
             }
         policy = d.policies.current(self._policy_key)
         memo = self._allowed
