@@ -90,3 +90,17 @@ def test_presigned_requests_go_to_the_full_verifier() -> None:
     wire = sign("GET", f"{ENDPOINT}/2015-03-31/functions/", presign_expires=300)
     assert fast_accepts(wire) is None
     assert full_accepts(wire)
+
+
+def test_a_removed_or_changed_secret_is_never_accepted_from_the_scope_cache() -> None:
+    """The per-scope cache (a keyed HMAC) is checked against the live secrets on every request."""
+    secrets = {AK: SK}
+    f = FastSigV4(secrets, signing_key=verifier()._signing_key, clock=lambda: NOW_EPOCH, max_skew_s=900)
+    first = invoke_wire()
+    assert fast_accepts(first, f) == (AK, "us-east-1", "lambda")
+    secrets[AK] = "rotated-secret"  # the old signature no longer holds
+    assert fast_accepts(first, f) is None
+    second = invoke_wire(secret="rotated-secret")
+    assert fast_accepts(second, f) == (AK, "us-east-1", "lambda")
+    del secrets[AK]  # a deleted account's key
+    assert fast_accepts(second, f) is None

@@ -37,6 +37,8 @@ class FastSigV4:
         self._clock = clock
         self._max_skew_s = max_skew_s
         self._epochs: dict[bytes, float] = {}  # X-Amz-Date -> epoch; one entry per second of traffic
+        # credential scope -> (secret it was derived from, (key id, region, service, keyed HMAC))
+        self._scopes: dict[bytes, tuple[str, tuple[str, str, str, hmac.HMAC]]] = {}
 
     def verify(
         self, method: str, raw_path: bytes, query: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
@@ -62,10 +64,10 @@ class FastSigV4:
         epoch = self._epoch(amz_date)
         if epoch is None or abs(self._clock() - epoch) > self._max_skew_s:
             return None
-        key_id, date, region, service = (p.decode() for p in scope[:4])
-        secret = self._secrets.get(key_id)
-        if secret is None or not SCOPE_PART_RE.fullmatch(region) or not SCOPE_PART_RE.fullmatch(service):
+        scoped = self._scope(parts[0], scope)
+        if scoped is None:
             return None
+        key_id, region, service, mac = scoped
         signed_list = parts[1][len(b"SignedHeaders=") :]
         lines = []
         has_host = False
@@ -102,10 +104,35 @@ class FastSigV4:
             parts[0].split(b"/", 1)[1],
             hashlib.sha256(canonical).hexdigest().encode(),
         )
-        expected = hmac.digest(self._signing_key(secret, date, region, service), string_to_sign, "sha256")
-        if hmac.compare_digest(expected.hex().encode(), parts[2][len(b"Signature=") :]):
+        mac = mac.copy()  # the keyed HMAC state, copied: no key schedule or algorithm fetch per request
+        mac.update(string_to_sign)
+        if hmac.compare_digest(mac.hexdigest().encode(), parts[2][len(b"Signature=") :]):
             return key_id, region, service
         return None
+
+    def _scope(self, credential: bytes, scope: list[bytes]) -> tuple[str, str, str, hmac.HMAC] | None:
+        """(key id, region, service, HMAC keyed with the signing key) of a credential scope.
+
+        Remembered per scope (one per key, day, region and service in use), but keyed on the
+        secret too: a key removed from ``secrets`` (a deleted account) or given another secret is
+        looked up afresh, never accepted from the cache.
+        """
+        key_id = scope[0].decode()
+        secret = self._secrets.get(key_id)
+        if secret is None:
+            return None
+        cached = self._scopes.get(credential)
+        if cached is not None and cached[0] == secret:
+            return cached[1]
+        date, region, service = (p.decode() for p in scope[1:4])
+        if not SCOPE_PART_RE.fullmatch(region) or not SCOPE_PART_RE.fullmatch(service):
+            return None
+        mac = hmac.new(self._signing_key(secret, date, region, service), digestmod=hashlib.sha256)
+        if len(self._scopes) > 64:
+            self._scopes.clear()
+        found = (key_id, region, service, mac)
+        self._scopes[credential] = (secret, found)
+        return found
 
     def _epoch(self, amz_date: bytes) -> float | None:
         epoch = self._epochs.get(amz_date)
