@@ -284,7 +284,7 @@ def attempt(kind, path):
         if kind == "list":
             return "listed " + ",".join(sorted(os.listdir(path))[:20])
         if kind == "kill":
-            os.kill(os.getppid() if path == "parent" else int(path), signal.SIGKILL)
+            os.kill(int(path), signal.SIGKILL)
             return "killed"
     except OSError as exc:
         return type(exc).__name__
@@ -293,13 +293,17 @@ def handler(event, context):
     return {f"{k} {p}": attempt(k, p) for k, p in event["tries"]}
 """
 
-VICTIM = """
-import os
+VICTIM = (
+    NAME_PROCESS
+    + """
+ENV = os.urandom(8).hex()  # which environment answered (its pid is 2 in every one)
 def handler(event, context):
+    name_process(event["mark"])  # how the test finds its host pid
     with open("/tmp/victim-secret", "w") as f:
         f.write("victim tmp secret")
-    return {"pid": os.getpid(), "task_root": os.environ["LAMBDA_TASK_ROOT"]}
+    return {"env": ENV, "pid": os.getpid(), "task_root": os.environ["LAMBDA_TASK_ROOT"]}
 """
+)
 
 DENIED = ("PermissionError", "FileNotFoundError", "ProcessLookupError")
 
@@ -311,11 +315,12 @@ def probe(lam: Any, name: str, tries: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def test_another_functions_code_tmp_and_the_data_dir_are_out_of_reach(
-    lam: Any, hostile: LaminaServer, echo: str
+    lam: Any, hostile: LaminaServer, echo: str, marker: str
 ) -> None:
     victim = create_function(lam, {"app.py": VICTIM, "secret.py": "KEY = 'victim code secret'\n"})
-    _, seen = invoke(lam, victim)
-    pid, task_root = seen["pid"], seen["task_root"]
+    _, seen = invoke(lam, victim, {"mark": marker})
+    [host_pid] = marked(marker)
+    task_root = seen["task_root"]
     attacker = create_function(lam, PROBE)
     data = str(hostile.data_dir)
     body = probe(
@@ -324,10 +329,13 @@ def test_another_functions_code_tmp_and_the_data_dir_are_out_of_reach(
         [
             ("read", f"{task_root}/secret.py"),
             ("list", task_root),
-            ("read", f"/proc/{pid}/root/tmp/victim-secret"),
-            ("read", f"/proc/{pid}/root{task_root}/secret.py"),
-            ("list", f"/proc/{pid}/root/tmp"),
-            ("read", f"/proc/{pid}/environ"),
+            # By its host pid (no such process in the attacker's pid namespace) ...
+            ("read", f"/proc/{host_pid}/root/tmp/victim-secret"),
+            ("read", f"/proc/{host_pid}/root{task_root}/secret.py"),
+            ("list", f"/proc/{host_pid}/root/tmp"),
+            ("read", f"/proc/{host_pid}/environ"),
+            # ... and by its own pid, which names the attacker itself there
+            ("read", f"/proc/{seen['pid']}/root/tmp/victim-secret"),
             ("list", data),
             ("list", f"{data}/code"),
             ("list", str(hostile.data_dir / "run")),
@@ -360,21 +368,26 @@ def test_the_servers_credentials_and_environment_are_out_of_reach(
     assert_server_fine(lam, hostile, echo)
 
 
-def test_signalling_the_servers_processes_fails(lam: Any, hostile: LaminaServer, echo: str) -> None:
+def test_signalling_the_servers_processes_fails(
+    lam: Any, hostile: LaminaServer, echo: str, marker: str
+) -> None:
     assert hostile.proc is not None
     attacker = create_function(lam, PROBE)
     victim = create_function(lam, VICTIM)
-    _, seen = invoke(lam, victim)
-    tries = [("kill", str(hostile.proc.pid)), ("kill", str(seen["pid"]))]
-    body = probe(lam, attacker, tries)
+    _, seen = invoke(lam, victim, {"mark": marker})
+    [victim_pid] = marked(marker)
+    with open(f"/proc/{victim_pid}/stat") as f:
+        zygote_pid = int(f.read().rsplit(")", 1)[1].split()[1])  # the parent of every environment
+    # Host pids name nothing in an environment's pid namespace; its pid 1 is root's
+    tries = [("kill", str(hostile.proc.pid)), ("kill", str(victim_pid)), ("kill", str(zygote_pid))]
+    body = probe(lam, attacker, [*tries, ("kill", "1")])
+    assert body.pop("kill 1") == "PermissionError"
     for what, result in body.items():
         assert result in DENIED, f"{what}: {result}"
-    # Its zygote (the parent of every environment of that interpreter) is the server's too
-    body = probe(lam, attacker, [("kill", "parent")])
-    assert body == {"kill parent": "PermissionError"}
     assert hostile.proc.poll() is None, "the server was killed from a function"
-    _, again = invoke(lam, victim)
-    assert again["pid"] == seen["pid"], "another function's environment was killed"
+    _, again = invoke(lam, victim, {"mark": marker})
+    assert again["env"] == seen["env"], "another function's environment was killed"
+    assert marked(marker) == [victim_pid]
     assert_server_fine(lam, hostile, echo)
 
 
@@ -465,7 +478,54 @@ def test_an_environment_sees_only_its_own_processes(lam: Any, hostile: LaminaSer
     )
     _, body = invoke(lam, name)
     assert body["seen"] == sorted([body["me"], body["child"]])
+    assert body["me"] == 2 and body["child"] < 100  # pids of its own namespace, not the host's
     assert body["child_status"] and body["meminfo"]
+    assert_server_fine(lam, hostile, echo)
+
+
+ORPHANS = """
+import os, time
+def state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+def handler(event, context):
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # its child outlives it: an orphan, reparented to the namespace's pid 1
+        grandchild = os.fork()
+        if grandchild == 0:
+            os.read(read, 1)  # until its parent is gone
+            os._exit(0)
+        os.write(write, str(grandchild).encode().ljust(16))
+        os._exit(0)
+    orphan = int(os.read(read, 16))
+    os.waitpid(child, 0)
+    os.write(write, b"x")  # the orphan may exit now: someone must reap it
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen.append(state(orphan))
+        if seen[-1] == "gone":
+            break
+        time.sleep(0.01)  # poll-with-timeout: nothing tells us when pid 1 has reaped it
+    return {"pid": os.getpid(), "ppid": os.getppid(), "orphan": orphan, "states": seen[-3:]}
+"""
+
+
+def test_an_environment_has_its_own_pid_namespace_whose_init_reaps_orphans(
+    lam: Any, hostile: LaminaServer, echo: str
+) -> None:
+    name = create_function(lam, ORPHANS, Timeout=30)
+    _, body = invoke(lam, name)
+    # The runtime is pid 2: pid 1 is the namespace's init; its parent (the zygote) is not in it
+    assert body["pid"] == 2 and body["ppid"] == 0
+    assert body["orphan"] < 100
+    assert body["states"][-1] == "gone", body  # reaped, not left a zombie
+    _, again = invoke(lam, name)  # and again, in the same (warm) environment
+    assert again["states"][-1] == "gone" and again["orphan"] > body["orphan"], again
     assert_server_fine(lam, hostile, echo)
 
 

@@ -532,6 +532,7 @@ class PythonEngine:
             "minimal_dev": True,
             "read_only_root": True,
             "hide_pids": uid is not None,  # hidepid hides other uids: useless without our own
+            "pid_ns": uid is not None,  # its own pid namespace (bootstrap's PidNamespace): root only
             "expose": self._expose,
         }
         proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir, sandbox=sandbox)

@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -68,6 +69,7 @@ PR_SET_DUMPABLE = 4
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
@@ -1078,11 +1080,84 @@ def install_streaming_module():
 
 
 # ----------------------------------------------------------------------------- zygote
+class PidNamespace:
+    """Each environment in a pid namespace of its own, with an init of ours as its pid 1.
+
+    ``unshare(CLONE_NEWPID)`` only changes the namespace the zygote's *next* children are born
+    in: the first fork is pid 1 there (``pid_init``), the second -- the environment -- pid 2.
+    Both stay the zygote's children, so the zygote reaps the environment itself and reports its
+    exact exit status, and the engine knows it by its host pid (cgroup, kill, peers, RSS) as
+    before.  ``setns`` to the zygote's own namespace then puts later forks back where they were.
+    When the environment is reaped, its init is SIGKILLed, and the kernel kills whatever is
+    left in the namespace: orphans and daemons cannot outlive the environment, cgroups or not.
+    Not root (unshare fails): None, and the environment is forked as before.
+    """
+
+    def __init__(self, libc):
+        self.libc = libc
+        self.inits = set()  # pids of live inits (reaped silently: they are not environments)
+        self.own = self.zygote = None
+        try:
+            self.zygote = os.pidfd_open(os.getpid())  # what an init watches: see pid_init
+            self.own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except (OSError, AttributeError):  # Linux < 5.3: no pid namespaces, as before
+            self.close()
+
+    def enter(self):
+        """A new pid namespace for the next fork, with its init forked already; None if not."""
+        if self.own is None or self.libc.unshare(CLONE_NEWPID) != 0:
+            return None
+        try:
+            init = os.fork()
+        except OSError:
+            self.leave()
+            return None
+        if init == 0:
+            pid_init(self.libc, self.zygote)
+        self.inits.add(init)
+        return init
+
+    def leave(self):
+        if self.libc.setns(self.own, CLONE_NEWPID) != 0:  # never fork into an old namespace
+            raise OSError(ctypes.get_errno(), "cannot return to the zygote's pid namespace")
+
+    def close(self):
+        """In a child: these fds are the zygote's business."""
+        for fd in (self.own, self.zygote):
+            if fd is not None:
+                os.close(fd)
+        self.own = self.zygote = None
+
+
+def pid_init(libc, zygote_pidfd):
+    """pid 1 of an environment's pid namespace: reaps orphans, lives as long as the zygote.
+
+    SIGCHLD ignored: the kernel reaps the children it inherits (orphans reparented to pid 1)
+    without a wait loop.  It runs as root in the host's mount namespace and is not in the
+    environment's cgroup: the environment (another uid) can neither see nor signal it, and it
+    runs nothing but this wait.  It ends when the zygote kills it (its environment exited) or
+    when the zygote itself exits (the parent-death signal; the zygote's pidfd covers a death
+    before the prctl).  Never returns.
+    """
+    try:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        os.closerange(3, zygote_pidfd)  # nothing of the zygote's: not its sockets, not the env's fds
+        os.closerange(zygote_pidfd + 1, 1 << 20)
+        while not select.select([zygote_pidfd], [], [])[0]:
+            pass
+    finally:
+        os._exit(0)
+
+
 class Zygote:
     def __init__(self, control_fd, options):
         self.ctl = socket.socket(fileno=control_fd)
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.children = {}  # pid -> env id
+        self.inits = {}  # env pid -> the pid of its pid namespace's init (PidNamespace)
+        self.pid_namespace = PidNamespace(self.libc)
         self.state = RequestState()
         self.stdlib_paths = list(sys.path)  # before preloading appends its dirs
         self.options = options
@@ -1136,14 +1211,30 @@ class Zygote:
 
     def spawn(self, request, chan_fd, log_fd):
         cfg = request["cfg"]
-        cfg["zygote_pid"] = os.getpid()
-        pid = os.fork()
+        init = self.pid_namespace.enter() if cfg.get("pid_ns") else None
+        # The parent as the child sees it: outside its pid namespace, the zygote is pid 0 to it
+        cfg["zygote_pid"] = os.getpid() if init is None else 0
+        try:
+            pid = os.fork()
+        except BaseException:
+            if init is not None:
+                self.pid_namespace.leave()
+                self.kill_init(init)
+            raise
         if pid == 0:
             os._exit(self.child(cfg, chan_fd, log_fd))
+        if init is not None:
+            self.pid_namespace.leave()
+            self.inits[pid] = init
         os.close(chan_fd)
         os.close(log_fd)
         self.children[pid] = request["id"]
         self.send({"t": "spawned", "id": request["id"], "pid": pid})
+
+    def kill_init(self, init):
+        """End a pid namespace: the kernel kills whatever is left in it (orphans, daemons)."""
+        with contextlib.suppress(OSError):
+            os.kill(init, signal.SIGKILL)
 
     def child(self, cfg, chan_fd, log_fd):
         code = 1
@@ -1155,6 +1246,7 @@ class Zygote:
             self.ctl.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
+            self.pid_namespace.close()
             code = run_environment(
                 cfg, chan_fd, log_fd, self.state, self.libc, self.stdlib_paths, self.preloaded
             )
@@ -1178,6 +1270,12 @@ class Zygote:
                 return
             if pid == 0:
                 return
+            if pid in self.pid_namespace.inits:  # an init, killed below when its env exited
+                self.pid_namespace.inits.discard(pid)
+                continue
+            init = self.inits.pop(pid, None)
+            if init is not None:
+                self.kill_init(init)
             env_id = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
             report = {"t": "exit", "id": env_id, "pid": pid}
@@ -1192,7 +1290,9 @@ class Zygote:
             for kill in (os.killpg, os.kill):  # the env's process group, then the env itself
                 with contextlib.suppress(OSError):
                     kill(pid, signal.SIGKILL)
-        for pid in list(self.children):
+        for init in self.pid_namespace.inits:
+            self.kill_init(init)
+        for pid in [*self.children, *self.pid_namespace.inits]:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 
