@@ -14,13 +14,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from lamina.execution.catalog import RUNTIMES_DIR
+from lamina.execution.sandbox import ROOT_ETC
 
 from .conftest import LaminaServer, create_function, wait_for_log
 from .test_custom_runtimes import PY_BOOTSTRAP, provided
@@ -564,4 +569,86 @@ def test_dev_is_minimal(lam: Any, hostile: LaminaServer, echo: str) -> None:
         ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
     )
     assert body["random"] == 16 and body["shell"] == "ok"
+    assert_server_fine(lam, hostile, echo)
+
+
+ROOT_PROBE = """
+import os, sys
+def attempt(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        return type(exc).__name__
+def handler(event, context):
+    return {
+        "root": sorted(os.listdir("/")),
+        "etc": sorted(os.listdir("/etc")),
+        "var": sorted(os.listdir("/var")),
+        "prefix": sys.base_prefix,
+        "task_root": os.environ["LAMBDA_TASK_ROOT"],
+        "tries": {path: attempt(path) for path in event["paths"]},
+        "secret": attempt(os.path.join(event["secret"], "..")),
+    }
+"""
+
+
+def test_the_root_filesystem_is_minimal(lam: Any, hostile: LaminaServer, echo: str) -> None:
+    # A host dir outside the allowed set, with something in it a function must not see
+    outside = Path("/srv") / f"lamina-test-{uuid.uuid4().hex[:8]}"
+    outside.mkdir(parents=True)
+    try:
+        (outside / "secret").write_text("host secret")
+        name = create_function(lam, ROOT_PROBE)
+        paths = ["/srv", str(outside), "/home", "/mnt", "/media", "/boot", "/root", str(hostile.data_dir)]
+        _, body = invoke(lam, name, {"paths": paths, "secret": str(outside / "secret")})
+    finally:
+        shutil.rmtree(outside)
+    # Only the system dirs, the environment's own mounts, and the (unlistable, 0711) parents of
+    # the runtimes' install dirs (a pyenv under /root, lamina's bootstraps) are at the top
+    runtime_tops = {Path(p).parts[1] for p in (body["prefix"], str(RUNTIMES_DIR), body["task_root"])}
+    system = {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "sys"}
+    assert set(body["root"]) <= system | {"tmp", "var", "dev", "proc", "opt"} | runtime_tops, body["root"]
+    assert {"usr", "etc", "tmp", "dev", "proc", "opt"} <= set(body["root"])
+    assert not {"srv", "home", "mnt", "media", "boot"} & set(body["root"])
+    assert body["var"] == ["tmp"]
+    assert set(body["etc"]) <= {entry.split("/")[0] for entry in ROOT_ETC}, body["etc"]
+    assert not {"shadow", "machine-id", "hostname", "ssh"} & set(body["etc"])
+    for path, result in body["tries"].items():
+        assert result in DENIED, f"{path}: {result}"
+    assert body["secret"] in DENIED
+    assert_server_fine(lam, hostile, echo)
+
+
+SYSTEM_SERVICES = """
+import datetime, mimetypes, os, pwd, socket, ssl, subprocess, time, zoneinfo
+def handler(event, context):
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    return {
+        "cas": ssl.create_default_context().cert_store_stats()["x509_ca"],
+        "localhost": sorted({a[4][0] for a in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)}),
+        "http_port": socket.getservbyname("http", "tcp"),
+        "paris": paris.utcoffset(datetime.datetime(2024, 1, 15)).total_seconds(),
+        "utc": time.tzname[0],
+        "root_name": pwd.getpwuid(0).pw_name,
+        "json_type": mimetypes.guess_type("x.json")[0],
+        "ls": subprocess.run(["ls", "/usr"], capture_output=True, text=True).stdout.split(),
+        "openssl_cnf": os.path.exists("/etc/ssl/openssl.cnf"),
+    }
+"""
+
+
+def test_ssl_dns_users_and_time_zones_work_in_the_minimal_root(
+    lam: Any, hostile: LaminaServer, echo: str
+) -> None:
+    name = create_function(lam, SYSTEM_SERVICES)
+    resp, body = invoke(lam, name)
+    assert "FunctionError" not in resp, body
+    assert body["cas"] > 0  # the CA bundle loads: TLS to the outside world verifies
+    assert body["localhost"] and set(body["localhost"]) <= {"127.0.0.1", "::1"}
+    assert body["http_port"] == 80
+    assert body["paris"] == 3600.0  # tzdata from /usr/share/zoneinfo
+    assert body["utc"] == "UTC"  # TZ=:UTC, as on AWS
+    assert body["root_name"] == "root" and body["json_type"] == "application/json"
+    assert "bin" in body["ls"]  # a dynamically linked binary runs (ld.so.cache, /lib)
+    assert body["openssl_cnf"]
     assert_server_fine(lam, hostile, echo)

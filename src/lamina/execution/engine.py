@@ -51,7 +51,15 @@ from lamina.execution.logs import now_ms
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
 from lamina.execution.process import EXIT_WAIT_S, EnvProcess
 from lamina.execution.provisioned import PROVISIONED_INIT_TIMEOUT_S, Provisioner
-from lamina.execution.sandbox import DEFAULT_TMP_MB, HOME_DIRS, NOFILE, UID_BASE, UidBlock, runtime_prefixes
+from lamina.execution.sandbox import (
+    DEFAULT_TMP_MB,
+    HOME_DIRS,
+    NOFILE,
+    UID_BASE,
+    UidBlock,
+    root_layout,
+    runtime_prefixes,
+)
 from lamina.execution.spares import SparePool
 from lamina.execution.types import (
     EnvironmentSpec,
@@ -180,6 +188,7 @@ class PythonEngine:
         self._uids: UidBlock | None = None  # acquired by start()
         self._expose: list[str] = []  # what runtimes run from: bound back if under a hidden dir
         self._tmp_mb = DEFAULT_TMP_MB  # the last function's EphemeralStorage: a spare's hint
+        self._root = root_layout()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -210,6 +219,7 @@ class PythonEngine:
         )
         self._launches = catalog.build(self._runtimes, found_nodes)
         self._expose = runtime_prefixes([*self._runtimes.values(), *found_nodes.values()])
+        self._expose.append(str(catalog.RUNTIMES_DIR))  # lamina's bootstraps (exec'd runtimes run them)
         results = await asyncio.gather(
             *(self._zygote(path).ensure_running() for path in self._runtimes.values()),
             return_exceptions=True,
@@ -533,6 +543,7 @@ class PythonEngine:
             "read_only_root": True,
             "hide_pids": uid is not None,  # hidepid hides other uids: useless without our own
             "pid_ns": uid is not None,  # its own pid namespace (bootstrap's PidNamespace): root only
+            "root": self._root,  # a minimal root filesystem (bootstrap's minimal_root)
             "expose": self._expose,
         }
         proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir, sandbox=sandbox)

@@ -78,6 +78,7 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_RDONLY = 1
 MS_REMOUNT = 32
+MS_MOVE = 8192
 MNT_DETACH = 2
 
 ERROR_LOG_IDENT = "\u00a0"  # awslambdaric indents traceback lines with NO-BREAK SPACE
@@ -493,19 +494,26 @@ class Sandbox:
     ``private``: /tmp is its own (a size-limited tmpfs, or the per-environment dir bound there).
     ``hidden``: dirs covered in its mount namespace (the host's /tmp, the data dir, home dirs)
     -> an O_PATH fd of what was there, through which a path under them can be bound back.
+    ``host_root``: with a minimal root (``minimal_root``), an O_PATH fd of the host's root, through
+    which any host path is bound in; ``shown``: what the new root shows of the host already.
     """
 
-    __slots__ = ("hidden", "private", "tmp_mb")
+    __slots__ = ("hidden", "host_root", "private", "shown", "tmp_mb")
 
     def __init__(self, private=False, hidden=None, tmp_mb=None):
         self.private = private
         self.hidden = hidden or {}
         self.tmp_mb = tmp_mb  # the tmpfs's size, None if /tmp is not a tmpfs of ours
+        self.host_root = None
+        self.shown = []
 
     def close(self):
         for fd in self.hidden.values():
             os.close(fd)
         self.hidden = {}
+        if self.host_root is not None:
+            os.close(self.host_root)
+            self.host_root = None
 
 
 def mount_private(libc, cfg):
@@ -520,6 +528,8 @@ def mount_private(libc, cfg):
         return Sandbox()
     if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         return Sandbox()
+    if cfg.get("root"):
+        return minimal_root(libc, cfg)
     sandbox = Sandbox(True)
     # Code kept under /tmp (a data dir there, pytest's tmp_path) would be hidden by the new /tmp;
     # it is bound back (``keep_task_root``) through this fd of the host's /tmp.  (Opened after
@@ -553,6 +563,83 @@ def mount_private(libc, cfg):
     return sandbox
 
 
+def mount(libc, source, target, fstype, flags, options=None):
+    """mount(2), raising OSError (a ``None`` argument is passed as NULL)."""
+    encoded = [None if v is None else v.encode() for v in (source, target, fstype, options)]
+    if libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
+        raise OSError(ctypes.get_errno(), f"cannot mount {source or fstype} on {target}")
+
+
+def minimal_root(libc, cfg):
+    """A new root of our own: a tmpfs with only what a runtime needs, the host's root out of reach.
+
+    ``cfg["root"]`` (the engine's ``root_layout``) names the system dirs, the /etc entries and
+    the extra dirs shown, all read-only: the host's root is remounted read-only in our
+    namespace first, so every bind of it is read-only too (each is remounted read-only as well,
+    in case it is a filesystem of its own).  The tmpfs is built at /tmp (in our namespace only),
+    moved onto / and chrooted into: the host's root stays in our namespace, *under* the new one,
+    unreachable by any path, and an O_PATH fd of it (``host_root``) is where the runtimes' dirs,
+    the code and the layers are bound from -- at specialisation too, without an unmount on the
+    cold start's path.  That fd is closed before user code runs (``keep_task_root``), and the
+    process is unprivileged by then: it cannot chroot, mount or reach what is underneath.
+    """
+    layout = cfg["root"]
+    sandbox = Sandbox(True)
+    sandbox.host_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    mount(libc, None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    stage = "/tmp"
+    mount(libc, "tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path in layout["system"]:
+        show(libc, sandbox, path, stage + path)
+    os.mkdir(stage + "/etc", 0o755)
+    for entry in layout["etc"]:
+        show(libc, sandbox, "/etc/" + entry, f"{stage}/etc/{entry}")
+    for path in layout["extra"]:
+        show(libc, sandbox, path, stage + path)
+    for path in ("/tmp", "/var/tmp", "/dev", "/proc", "/opt"):
+        with contextlib.suppress(FileExistsError):
+            os.makedirs(stage + path, 0o755)
+    os.chdir(stage)
+    mount(libc, stage, "/", None, MS_MOVE)
+    if libc.chroot(b".") != 0:
+        raise OSError(ctypes.get_errno(), "cannot chroot into the new root")
+    os.chdir("/")
+    tmp_mb = cfg.get("tmp_mb") or 512
+    mount(libc, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    sandbox.tmp_mb = tmp_mb
+    mount(libc, "/tmp", "/var/tmp", None, MS_BIND)  # the other scratch dir: the same tmpfs
+    own_proc(libc)  # first: the fd paths below go through it
+    minimal_dev(libc, f"/proc/self/fd/{sandbox.host_root}/dev")
+    return sandbox
+
+
+def show(libc, sandbox, path, target):
+    """Show the host's ``path`` (a dir, a file, a symlink) at ``target`` in the new root, read-only.
+
+    A symlink into what the new root shows (merged /usr's /bin -> usr/bin, /etc/localtime ->
+    /usr/share/zoneinfo/...) is recreated as is; one pointing elsewhere (resolv.conf ->
+    /run/...) is followed and its target bound.  Missing: skipped.
+    """
+    source = path
+    if os.path.islink(path):
+        real = os.path.realpath(path)
+        if any(real == d or real.startswith(d + "/") for d in (*sandbox.shown, "/proc")):
+            make_dirs(os.path.dirname(target), 0o755)
+            os.symlink(os.readlink(path), target)
+            return
+        source = real
+    if os.path.isdir(source):
+        make_dirs(target, 0o755)
+    elif os.path.isfile(source):
+        make_dirs(os.path.dirname(target), 0o755)
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    else:
+        return
+    mount(libc, source, target, None, MS_BIND | MS_REC)
+    mount(libc, None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    sandbox.shown.append(path)
+
+
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {
     "fd": "/proc/self/fd",
@@ -562,10 +649,10 @@ DEV_LINKS = {
 }
 
 
-def minimal_dev(libc):
+def minimal_dev(libc, host_dev_path="/dev"):
     """/dev with only what programs expect: null, zero, full, random, urandom, tty (bound from
     the host's), the fd links and a /dev/shm of our own -- no disks, GPUs or other devices."""
-    host_dev = os.open("/dev", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    host_dev = os.open(host_dev_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if libc.mount(b"tmpfs", b"/dev", b"tmpfs", MS_NOSUID | MS_NOEXEC, b"size=64k,mode=0755") != 0:
             raise OSError(ctypes.get_errno(), "cannot mount /dev")
@@ -608,17 +695,21 @@ def hide(libc, sandbox, path):
     sandbox.hidden[path] = fd
 
 
-def make_dirs(path):
+def make_dirs(path, mode=0o711):
     """``os.makedirs`` with every dir made 0711: an unprivileged user can walk to what is bound
     there but not list what else is (os.makedirs applies its mode to the last dir only)."""
     parent = os.path.dirname(path)
     if parent != path and not os.path.isdir(parent):
-        make_dirs(parent)
+        make_dirs(parent, mode)
     with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o711)
+        os.mkdir(path, mode)
 
 
 def hidden_root(sandbox, path):
+    """The hidden dir (or, with a minimal root, "/") ``path`` is under; None if it is visible."""
+    if sandbox.host_root is not None:
+        shown = any(path == d or path.startswith(d + "/") for d in sandbox.shown)
+        return None if shown else "/"
     for root in sandbox.hidden:
         if path.startswith(root + "/"):
             return root
@@ -627,18 +718,25 @@ def hidden_root(sandbox, path):
 
 def bind_back(libc, sandbox, path):
     """Bind ``path`` (under a hidden dir) at the same place in our namespace.  True if done."""
-    root = hidden_root(sandbox, path)
-    if root is None:
+    if hidden_root(sandbox, path) is None:
         return True
+    source = source_of(sandbox, path).encode()
     make_dirs(path)
-    source = f"/proc/self/fd/{sandbox.hidden[root]}/{path[len(root) + 1 :]}".encode()
-    return libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None) == 0
+    if libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None) != 0:
+        return False
+    if sandbox.host_root is not None:
+        sandbox.shown.append(path)  # (read-only: bound from the host's root, remounted so)
+    return True
 
 
 def source_of(sandbox, path):
     """Where ``path`` is reachable from our namespace (through a hidden dir's fd if need be)."""
     root = hidden_root(sandbox, path)
-    return path if root is None else f"/proc/self/fd/{sandbox.hidden[root]}/{path[len(root) + 1 :]}"
+    if root is None:
+        return path
+    if sandbox.host_root is not None:
+        return f"/proc/self/fd/{sandbox.host_root}{path}"
+    return f"/proc/self/fd/{sandbox.hidden[root]}/{path[len(root) + 1 :]}"
 
 
 def keep_task_root(libc, sandbox, paths):
@@ -650,6 +748,8 @@ def keep_task_root(libc, sandbox, paths):
         for path in paths:
             if not bind_back(libc, sandbox, path):
                 raise OSError(ctypes.get_errno(), f"cannot bind {path} into the sandbox")
+        if sandbox.host_root is not None:  # a minimal root: read-only once its last dir is made
+            mount(libc, None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     finally:
         sandbox.close()
 
