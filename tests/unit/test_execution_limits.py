@@ -251,7 +251,8 @@ def test_without_cgroups_a_daemon_still_dies_with_its_environment(tmp_path: Path
         try:
             spec = make_spec(engine, code)
             out = await engine.invoke(spec, make_input(spec))
-            assert 2 < result(out) < 100  # a pid of the environment's own namespace
+            assert 2 < result(out) < 100, out  # a pid of the environment's own namespace
+            assert await poll(lambda: len(_with_marker(marker)) == 1, timeout_s=10), out
             [daemon] = _with_marker(marker)
             await engine.retire(spec.function_arn)
             assert await poll(lambda: not alive(daemon), timeout_s=10)

@@ -1229,15 +1229,22 @@ class PidNamespace:
         self.own = self.zygote = None
 
 
+# What an init execs once set up: any program that just waits.  Its ignored SIGCHLD and its
+# parent-death signal survive the exec; its memory is a few pages of the program's instead of
+# the ~1.2 MB of the zygote's heap a forked Python touches (bench/density.py).
+INIT_SLEEPERS = ("/usr/bin/sleep", "/bin/sleep")
+INIT_ARGV = ["lamina-init", "2147483647"]  # seconds: 68 years (GNU's "infinity" is not POSIX)
+
+
 def pid_init(libc, zygote_pidfd):
     """pid 1 of an environment's pid namespace: reaps orphans, lives as long as the zygote.
 
     SIGCHLD ignored: the kernel reaps the children it inherits (orphans reparented to pid 1)
     without a wait loop.  It runs as root in the host's mount namespace and is not in the
     environment's cgroup: the environment (another uid) can neither see nor signal it, and it
-    runs nothing but this wait.  It ends when the zygote kills it (its environment exited) or
-    when the zygote itself exits (the parent-death signal; the zygote's pidfd covers a death
-    before the prctl).  Never returns.
+    runs nothing but a wait (``INIT_SLEEPERS``, else this Python loop).  It ends when the zygote
+    kills it (its environment exited) or when the zygote itself exits (the parent-death signal;
+    the zygote's pidfd covers a death before the prctl).  Never returns.
     """
     try:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -1245,6 +1252,11 @@ def pid_init(libc, zygote_pidfd):
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
         os.closerange(3, zygote_pidfd)  # nothing of the zygote's: not its sockets, not the env's fds
         os.closerange(zygote_pidfd + 1, 1 << 20)
+        if select.select([zygote_pidfd], [], [], 0)[0]:
+            return  # the zygote died before the prctl
+        for path in INIT_SLEEPERS:
+            with contextlib.suppress(OSError):
+                os.execv(path, INIT_ARGV)
         while not select.select([zygote_pidfd], [], [])[0]:
             pass
     finally:
