@@ -138,6 +138,7 @@ class PythonEngine:
         provisioned_init_timeout_s: float = PROVISIONED_INIT_TIMEOUT_S,
         hide: Sequence[Path] = (),
         uid_base: int | None = UID_BASE,
+        minimal_root: bool = True,
     ) -> None:
         if overcommit_ratio <= 0:
             raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
@@ -188,7 +189,9 @@ class PythonEngine:
         self._uids: UidBlock | None = None  # acquired by start()
         self._expose: list[str] = []  # what runtimes run from: bound back if under a hidden dir
         self._tmp_mb = DEFAULT_TMP_MB  # the last function's EphemeralStorage: a spare's hint
-        self._root = root_layout()
+        # A minimal root filesystem (docs/security.md); False: the host's root read-only, with the
+        # data dir and home dirs (``hide``) covered -- for a runtime that needs more of the host
+        self._root = root_layout() if minimal_root else None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
