@@ -5,14 +5,17 @@
     python bench/density.py --preload boto3     # the zygote preloads boto3 (LAMINA_PRELOAD)
 
 Starts ``lamina serve`` (``lamina_server.py``), creates ``--count`` functions (a handler that
-returns its pid), invokes each once so each has exactly one idle warm environment, then reads
-every environment's unique memory (USS = Private_Clean + Private_Dirty of
-``/proc/<pid>/smaps_rollup``: what the host gets back when that process goes) and prints median,
-p95 and sum -- beside the floor, a bare forked idle Python process (``python -I -S``, nothing
-imported, forked, blocked on a read) measured the same way, and lamina's own spare processes
-(forked from the zygote and warmed up, no function yet).  Also: the host's MemAvailable drop per
-environment (USS plus what the kernel keeps per process: page tables, cgroup, socket buffers),
-and where the median environment's unique pages are (by mapping, from ``smaps``).
+returns its log stream, which names its environment), invokes each once so each has exactly one
+idle warm environment, then reads every environment's unique memory (USS = Private_Clean +
+Private_Dirty of ``/proc/<pid>/smaps_rollup``: what the host gets back when that process goes)
+and prints median, p95 and sum -- beside the floor, a bare forked idle Python process (``python
+-I -S``, nothing imported, forked, blocked on a read) measured the same way, lamina's own spare
+processes (forked from the zygote and warmed up, no function yet) and, as root, the init (pid 1)
+of each environment's pid namespace.  An environment is found among the zygotes' children by
+its memory cgroup, named after it (its own pid, 2 in its namespace, says nothing on the host):
+this needs cgroups.  Also: the host's MemAvailable drop per environment (USS plus what the
+kernel keeps per process: page tables, cgroup, socket buffers), and where the median
+environment's unique pages are (by mapping, from ``smaps``).
 
 Host capacity: the server admits environments while the sum of their MemorySize stays within
 host memory x the overcommit ratio (2.0 by default: ~376 environments of 128 MB on 24 GB).  For
@@ -50,7 +53,7 @@ from lamina_server import ROLE, LaminaServer  # noqa: E402
 RESULTS = BENCH_DIR / "results" / "density.json"
 RUNTIME = "python3.11"
 TARGET_MB = 15.0  # issue 5: an idle warm Python environment costs <= 15 MB USS
-PID_SOURCE = "import os\ndef handler(event, context):\n    return os.getpid()\n"
+PID_SOURCE = "def handler(event, context):\n    return context.log_stream_name\n"
 MAPPING_RE = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 # The floor: a bare interpreter forks a child that blocks on a pipe; its pid on stdout; the
 # parent waits for stdin to close (then the child's read sees EOF and it exits too).
@@ -127,6 +130,30 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
+def memory_cgroup_leaf(pid: int) -> str | None:
+    """The last component of ``pid``'s memory cgroup (v1) or its one group (v2)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(",") or (controllers == "" and line.startswith("0::")):
+            return path.rsplit("/", 1)[-1]
+    return None
+
+
+def namespace_pid(pid: int) -> int | None:
+    """``pid`` as its own (innermost) pid namespace numbers it: 1 for an environment's init."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except OSError:
+        pass
+    return None
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
@@ -182,13 +209,13 @@ def function_zip() -> bytes:
     return buf.getvalue()
 
 
-def make_environments(server: LaminaServer, count: int, memory_mb: int, workers: int) -> list[int]:
-    """``count`` functions, each invoked once: the pid of each one's (now idle) environment."""
+def make_environments(server: LaminaServer, count: int, memory_mb: int, workers: int) -> list[str]:
+    """``count`` functions, each invoked once: the id of each one's (now idle) environment."""
     client = server.client()
     code = function_zip()
     prefix = f"density-{uuid.uuid4().hex[:6]}"
 
-    def one(i: int) -> int:
+    def one(i: int) -> str:
         name = f"{prefix}-{i:05d}"
         client.create_function(
             FunctionName=name,
@@ -203,17 +230,25 @@ def make_environments(server: LaminaServer, count: int, memory_mb: int, workers:
         body = out["Payload"].read()
         if out.get("FunctionError"):
             raise RuntimeError(f"{name}: {body!r}")
-        return int(json.loads(body))
+        return str(json.loads(body)).rsplit("]", 1)[1]  # <date>/[<version>]<environment id>
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(one, range(count)))
 
 
-def lamina_processes(server_pid: int, env_pids: set[int]) -> tuple[list[int], list[int]]:
-    """(zygote pids, spare pids): the server's zygotes and their children that are not envs."""
+def lamina_processes(server_pid: int, env_ids: set[str]) -> dict[str, list[int]]:
+    """The server's zygotes and their children: environments (by their cgroup's name), the
+    inits of their pid namespaces (pid 1 there), and spares (the rest)."""
     zygotes = [p for p in children(server_pid) if "zygote" in cmdline(p)]
-    spares = [c for z in zygotes for c in children(z) if c not in env_pids]
-    return zygotes, spares
+    found: dict[str, list[int]] = {"zygotes": zygotes, "envs": [], "inits": [], "spares": []}
+    for child in (c for z in zygotes for c in children(z)):
+        if memory_cgroup_leaf(child) in env_ids:
+            found["envs"].append(child)
+        elif namespace_pid(child) == 1:
+            found["inits"].append(child)
+        else:
+            found["spares"].append(child)
+    return found
 
 
 # --------------------------------------------------------------------------- main
@@ -254,13 +289,17 @@ def main() -> int:
         available_before = mem_available_kb()
         log(f"creating {args.count} functions and invoking each once ...")
         t0 = time.monotonic()
-        pids = make_environments(server, args.count, args.memory, args.workers)
+        env_ids = make_environments(server, args.count, args.memory, args.workers)
         elapsed = time.monotonic() - t0
         available_after = mem_available_kb()
-        alive_pids = [p for p in pids if alive(p)]
+        processes = lamina_processes(server.proc.pid, set(env_ids))
+        zygotes = processes["zygotes"]
+        alive_pids = [p for p in processes["envs"] if alive(p)]
+        if not alive_pids:
+            raise SystemExit("no environment found by its memory cgroup: density needs cgroups")
         envs = [uss_kb(p) for p in alive_pids]
-        zygotes, spares = lamina_processes(server.proc.pid, set(pids))
-        spare_uss = [uss_kb(p) for p in spares if alive(p)]
+        spare_uss = [uss_kb(p) for p in processes["spares"] if alive(p)]
+        init_uss = [uss_kb(p) for p in processes["inits"] if alive(p)]
         zygote_info = {" ".join(cmdline(z)[:1]): rollup_kb(z) for z in zygotes}
         median_pid = sorted(alive_pids, key=uss_kb)[len(alive_pids) // 2] if alive_pids else None
         breakdown = unique_by_mapping(median_pid) if median_pid is not None else {}
@@ -277,6 +316,7 @@ def main() -> int:
         "env_uss": env_summary,
         "floor_uss": summary(floor),
         "spare_uss": summary(spare_uss) if spare_uss else {},
+        "init_uss": summary(init_uss) if init_uss else {},
         "host_memory_per_env_mb": round(mb(per_env_host_kb), 2),
         "zygotes": {
             name: {
@@ -300,6 +340,7 @@ def main() -> int:
     rows = [
         ("idle warm environment", env_summary),
         ("lamina spare (forked, warmed, no function)", report["spare_uss"]),
+        ("pid 1 of an environment's pid namespace", report["init_uss"]),
         ("floor: bare forked idle python -I -S", report["floor_uss"]),
     ]
     for label, s in rows:

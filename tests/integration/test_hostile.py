@@ -14,13 +14,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from lamina.execution.catalog import RUNTIMES_DIR
+from lamina.execution.sandbox import ROOT_ETC
 
 from .conftest import LaminaServer, create_function, wait_for_log
 from .test_custom_runtimes import PY_BOOTSTRAP, provided
@@ -284,7 +289,7 @@ def attempt(kind, path):
         if kind == "list":
             return "listed " + ",".join(sorted(os.listdir(path))[:20])
         if kind == "kill":
-            os.kill(os.getppid() if path == "parent" else int(path), signal.SIGKILL)
+            os.kill(int(path), signal.SIGKILL)
             return "killed"
     except OSError as exc:
         return type(exc).__name__
@@ -293,13 +298,17 @@ def handler(event, context):
     return {f"{k} {p}": attempt(k, p) for k, p in event["tries"]}
 """
 
-VICTIM = """
-import os
+VICTIM = (
+    NAME_PROCESS
+    + """
+ENV = os.urandom(8).hex()  # which environment answered (its pid is 2 in every one)
 def handler(event, context):
+    name_process(event["mark"])  # how the test finds its host pid
     with open("/tmp/victim-secret", "w") as f:
         f.write("victim tmp secret")
-    return {"pid": os.getpid(), "task_root": os.environ["LAMBDA_TASK_ROOT"]}
+    return {"env": ENV, "pid": os.getpid(), "task_root": os.environ["LAMBDA_TASK_ROOT"]}
 """
+)
 
 DENIED = ("PermissionError", "FileNotFoundError", "ProcessLookupError")
 
@@ -311,11 +320,12 @@ def probe(lam: Any, name: str, tries: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def test_another_functions_code_tmp_and_the_data_dir_are_out_of_reach(
-    lam: Any, hostile: LaminaServer, echo: str
+    lam: Any, hostile: LaminaServer, echo: str, marker: str
 ) -> None:
     victim = create_function(lam, {"app.py": VICTIM, "secret.py": "KEY = 'victim code secret'\n"})
-    _, seen = invoke(lam, victim)
-    pid, task_root = seen["pid"], seen["task_root"]
+    _, seen = invoke(lam, victim, {"mark": marker})
+    [host_pid] = marked(marker)
+    task_root = seen["task_root"]
     attacker = create_function(lam, PROBE)
     data = str(hostile.data_dir)
     body = probe(
@@ -324,10 +334,13 @@ def test_another_functions_code_tmp_and_the_data_dir_are_out_of_reach(
         [
             ("read", f"{task_root}/secret.py"),
             ("list", task_root),
-            ("read", f"/proc/{pid}/root/tmp/victim-secret"),
-            ("read", f"/proc/{pid}/root{task_root}/secret.py"),
-            ("list", f"/proc/{pid}/root/tmp"),
-            ("read", f"/proc/{pid}/environ"),
+            # By its host pid (no such process in the attacker's pid namespace) ...
+            ("read", f"/proc/{host_pid}/root/tmp/victim-secret"),
+            ("read", f"/proc/{host_pid}/root{task_root}/secret.py"),
+            ("list", f"/proc/{host_pid}/root/tmp"),
+            ("read", f"/proc/{host_pid}/environ"),
+            # ... and by its own pid, which names the attacker itself there
+            ("read", f"/proc/{seen['pid']}/root/tmp/victim-secret"),
             ("list", data),
             ("list", f"{data}/code"),
             ("list", str(hostile.data_dir / "run")),
@@ -360,21 +373,26 @@ def test_the_servers_credentials_and_environment_are_out_of_reach(
     assert_server_fine(lam, hostile, echo)
 
 
-def test_signalling_the_servers_processes_fails(lam: Any, hostile: LaminaServer, echo: str) -> None:
+def test_signalling_the_servers_processes_fails(
+    lam: Any, hostile: LaminaServer, echo: str, marker: str
+) -> None:
     assert hostile.proc is not None
     attacker = create_function(lam, PROBE)
     victim = create_function(lam, VICTIM)
-    _, seen = invoke(lam, victim)
-    tries = [("kill", str(hostile.proc.pid)), ("kill", str(seen["pid"]))]
-    body = probe(lam, attacker, tries)
+    _, seen = invoke(lam, victim, {"mark": marker})
+    [victim_pid] = marked(marker)
+    with open(f"/proc/{victim_pid}/stat") as f:
+        zygote_pid = int(f.read().rsplit(")", 1)[1].split()[1])  # the parent of every environment
+    # Host pids name nothing in an environment's pid namespace; its pid 1 is root's
+    tries = [("kill", str(hostile.proc.pid)), ("kill", str(victim_pid)), ("kill", str(zygote_pid))]
+    body = probe(lam, attacker, [*tries, ("kill", "1")])
+    assert body.pop("kill 1") == "PermissionError"
     for what, result in body.items():
         assert result in DENIED, f"{what}: {result}"
-    # Its zygote (the parent of every environment of that interpreter) is the server's too
-    body = probe(lam, attacker, [("kill", "parent")])
-    assert body == {"kill parent": "PermissionError"}
     assert hostile.proc.poll() is None, "the server was killed from a function"
-    _, again = invoke(lam, victim)
-    assert again["pid"] == seen["pid"], "another function's environment was killed"
+    _, again = invoke(lam, victim, {"mark": marker})
+    assert again["env"] == seen["env"], "another function's environment was killed"
+    assert marked(marker) == [victim_pid]
     assert_server_fine(lam, hostile, echo)
 
 
@@ -465,7 +483,57 @@ def test_an_environment_sees_only_its_own_processes(lam: Any, hostile: LaminaSer
     )
     _, body = invoke(lam, name)
     assert body["seen"] == sorted([body["me"], body["child"]])
+    assert body["me"] == 2 and body["child"] < 100  # pids of its own namespace, not the host's
     assert body["child_status"] and body["meminfo"]
+    assert_server_fine(lam, hostile, echo)
+
+
+ORPHANS = """
+import os, time
+def state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+def handler(event, context):
+    told, tell = os.pipe()  # the orphan's pid, to us
+    wait, go = os.pipe()  # our go, to the orphan
+    child = os.fork()
+    if child == 0:  # its child outlives it: an orphan, reparented to the namespace's pid 1
+        grandchild = os.fork()
+        if grandchild == 0:
+            os.read(wait, 1)  # until its parent is gone
+            os._exit(0)
+        os.write(tell, str(grandchild).encode().ljust(16))
+        os._exit(0)
+    orphan = int(os.read(told, 16))
+    os.waitpid(child, 0)
+    os.write(go, b"x")  # the orphan may exit now: someone must reap it
+    for fd in (told, tell, wait, go):
+        os.close(fd)
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen.append(state(orphan))
+        if seen[-1] == "gone":
+            break
+        time.sleep(0.01)  # poll-with-timeout: nothing tells us when pid 1 has reaped it
+    return {"pid": os.getpid(), "ppid": os.getppid(), "orphan": orphan, "states": seen[-3:]}
+"""
+
+
+def test_an_environment_has_its_own_pid_namespace_whose_init_reaps_orphans(
+    lam: Any, hostile: LaminaServer, echo: str
+) -> None:
+    name = create_function(lam, ORPHANS, Timeout=30)
+    _, body = invoke(lam, name)
+    # The runtime is pid 2: pid 1 is the namespace's init; its parent (the zygote) is not in it
+    assert body.get("pid") == 2 and body["ppid"] == 0, body
+    assert body["orphan"] < 100
+    assert body["states"][-1] == "gone", body  # reaped, not left a zombie
+    _, again = invoke(lam, name)  # and again, in the same (warm) environment
+    assert again["states"][-1] == "gone" and again["orphan"] > body["orphan"], again
     assert_server_fine(lam, hostile, echo)
 
 
@@ -501,4 +569,86 @@ def test_dev_is_minimal(lam: Any, hostile: LaminaServer, echo: str) -> None:
         ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
     )
     assert body["random"] == 16 and body["shell"] == "ok"
+    assert_server_fine(lam, hostile, echo)
+
+
+ROOT_PROBE = """
+import os, sys
+def attempt(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        return type(exc).__name__
+def handler(event, context):
+    return {
+        "root": sorted(os.listdir("/")),
+        "etc": sorted(os.listdir("/etc")),
+        "var": sorted(os.listdir("/var")),
+        "prefix": sys.base_prefix,
+        "task_root": os.environ["LAMBDA_TASK_ROOT"],
+        "tries": {path: attempt(path) for path in event["paths"]},
+        "secret": attempt(os.path.join(event["secret"], "..")),
+    }
+"""
+
+
+def test_the_root_filesystem_is_minimal(lam: Any, hostile: LaminaServer, echo: str) -> None:
+    # A host dir outside the allowed set, with something in it a function must not see
+    outside = Path("/srv") / f"lamina-test-{uuid.uuid4().hex[:8]}"
+    outside.mkdir(parents=True)
+    try:
+        (outside / "secret").write_text("host secret")
+        name = create_function(lam, ROOT_PROBE)
+        paths = ["/srv", str(outside), "/home", "/mnt", "/media", "/boot", "/root", str(hostile.data_dir)]
+        _, body = invoke(lam, name, {"paths": paths, "secret": str(outside / "secret")})
+    finally:
+        shutil.rmtree(outside)
+    # Only the system dirs, the environment's own mounts, and the (unlistable, 0711) parents of
+    # the runtimes' install dirs (a pyenv under /root, lamina's bootstraps) are at the top
+    runtime_tops = {Path(p).parts[1] for p in (body["prefix"], str(RUNTIMES_DIR), body["task_root"])}
+    system = {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "sys"}
+    assert set(body["root"]) <= system | {"tmp", "var", "dev", "proc", "opt"} | runtime_tops, body["root"]
+    assert {"usr", "etc", "tmp", "dev", "proc", "opt"} <= set(body["root"])
+    assert not {"srv", "home", "mnt", "media", "boot"} & set(body["root"])
+    assert body["var"] == ["tmp"]
+    assert set(body["etc"]) <= {entry.split("/")[0] for entry in ROOT_ETC}, body["etc"]
+    assert not {"shadow", "machine-id", "hostname", "ssh"} & set(body["etc"])
+    for path, result in body["tries"].items():
+        assert result in DENIED, f"{path}: {result}"
+    assert body["secret"] in DENIED
+    assert_server_fine(lam, hostile, echo)
+
+
+SYSTEM_SERVICES = """
+import datetime, mimetypes, os, pwd, socket, ssl, subprocess, time, zoneinfo
+def handler(event, context):
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    return {
+        "cas": ssl.create_default_context().cert_store_stats()["x509_ca"],
+        "localhost": sorted({a[4][0] for a in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)}),
+        "http_port": socket.getservbyname("http", "tcp"),
+        "paris": paris.utcoffset(datetime.datetime(2024, 1, 15)).total_seconds(),
+        "utc": time.tzname[0],
+        "root_name": pwd.getpwuid(0).pw_name,
+        "json_type": mimetypes.guess_type("x.json")[0],
+        "ls": subprocess.run(["ls", "/usr"], capture_output=True, text=True).stdout.split(),
+        "openssl_cnf": os.path.exists("/etc/ssl/openssl.cnf"),
+    }
+"""
+
+
+def test_ssl_dns_users_and_time_zones_work_in_the_minimal_root(
+    lam: Any, hostile: LaminaServer, echo: str
+) -> None:
+    name = create_function(lam, SYSTEM_SERVICES)
+    resp, body = invoke(lam, name)
+    assert "FunctionError" not in resp, body
+    assert body["cas"] > 0  # the CA bundle loads: TLS to the outside world verifies
+    assert body["localhost"] and set(body["localhost"]) <= {"127.0.0.1", "::1"}
+    assert body["http_port"] == 80
+    assert body["paris"] == 3600.0  # tzdata from /usr/share/zoneinfo
+    assert body["utc"] == "UTC"  # TZ=:UTC, as on AWS
+    assert body["root_name"] == "root" and body["json_type"] == "application/json"
+    assert "bin" in body["ls"]  # a dynamically linked binary runs (ld.so.cache, /lib)
+    assert body["openssl_cnf"]
     assert_server_fine(lam, hostile, echo)

@@ -20,18 +20,29 @@ from lamina.errors import AwsError
 from lamina.execution import capacity
 from lamina.execution.engine import PythonEngine
 from lamina.execution.types import EnvironmentSpec
-from tests.unit.test_execution_support import Harness, alive, make_input, make_spec, poll, result, write_code
+from tests.unit.test_execution_support import (
+    ENV_ID_CODE,
+    Harness,
+    alive,
+    host_pid,
+    make_input,
+    make_spec,
+    poll,
+    result,
+    write_code,
+)
 
-PID_CODE = "import os\ndef handler(event, context):\n    return os.getpid()\n"
+PID_CODE = ENV_ID_CODE  # an id of the environment: its pid is 2 in every one (own pid namespace)
 GATED_CODE = """
 import os, socket
+ENV = os.urandom(8).hex()  # its pid is 2 in every environment (own pid namespace)
 def handler(event, context):
     if event.get("gate"):
         s = socket.socket(socket.AF_UNIX)
         s.connect("\\0" + event["gate"])
-        s.sendall(b"%d\\n" % os.getpid())
+        s.sendall(ENV.encode() + b"\\n")
         s.recv(1)  # until the test releases us
-    return os.getpid()
+    return ENV
 """
 
 
@@ -40,7 +51,7 @@ class Gate:
 
     def __init__(self) -> None:
         self.name = f"lamina-test-gate-{uuid.uuid4().hex}"
-        self.pids: list[int] = []
+        self.pids: list[str] = []  # each handler's environment id
         self._writers: list[asyncio.StreamWriter] = []
         self._changed = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
@@ -50,7 +61,7 @@ class Gate:
         return self
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.pids.append(int(await reader.readline()))
+        self.pids.append((await reader.readline()).decode().strip())
         self._writers.append(writer)
         self._changed.set()
 
@@ -114,7 +125,7 @@ def test_a_cold_start_past_capacity_evicts_the_least_recently_used_idle_environm
     code = write_code(tmp_path, PID_CODE)
     a, b, c = (make_spec(small.engine, code, memory_mb=128) for _ in range(3))
     small.invoke(a)
-    pid_b = result(small.invoke(b))
+    pid_b = host_pid(small.engine, small.invoke(b))
     small.invoke(a)  # a is now the more recently used: b is the LRU
     assert small.engine.capacity().admitted_mb == 256
     out = small.invoke(c)  # 384 > 300: b goes
@@ -129,7 +140,7 @@ def test_the_throttle_names_the_host_and_evicts_nothing_in_vain(small: Harness, 
     code = write_code(tmp_path, GATED_CODE)
     a, d = (make_spec(small.engine, code, memory_mb=128) for _ in range(2))
     big = make_spec(small.engine, code, memory_mb=256)
-    pid_d = result(small.invoke(d))  # idle
+    pid_d = host_pid(small.engine, small.invoke(d))  # idle
 
     async def scenario() -> None:
         gate = await Gate().open()
@@ -175,11 +186,11 @@ def test_a_starting_environment_holds_its_memory(tmp_path: Path) -> None:
             )
 
         first, second = harness.run(both())
-        assert isinstance(result(first), int)
+        assert isinstance(result(first), str)
         assert isinstance(second, AwsError) and second.code == "TooManyRequestsException"
         assert harness.engine.capacity().admitted_mb == 128
         # a is idle now: b evicts it
-        assert isinstance(result(harness.invoke(b)), int)
+        assert isinstance(result(harness.invoke(b)), str)
         assert live(harness.engine) == {b.function_arn: ["idle"]}
     finally:
         harness.close()
@@ -261,7 +272,7 @@ def test_an_idle_environment_holds_little_unique_memory(tmp_path: Path) -> None:
     harness = Harness(tmp_path / "run")
     try:
         spec = make_spec(harness.engine, write_code(tmp_path, PID_CODE))
-        pid = result(harness.invoke(spec))
+        pid = host_pid(harness.engine, harness.invoke(spec))
         assert harness.run(poll(lambda: live(harness.engine) == {spec.function_arn: ["idle"]}))
         assert _uss_kb(pid) < 30 * 1024
     finally:

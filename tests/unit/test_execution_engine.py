@@ -335,8 +335,9 @@ def test_concurrent_invokes_get_separate_environments(h: Harness, code_root: Pat
         code_root,
         """
         import os
+        ENV = os.urandom(8).hex()  # an id of this process (its pid is 2 in every environment)
         def handler(event, context):
-            return os.getpid()
+            return ENV
         """,
     )
     spec = make_spec(h.engine, code)

@@ -20,6 +20,7 @@ from lamina.execution.engine import PythonEngine
 from tests.unit.test_execution_support import (
     Harness,
     alive,
+    host_pid,
     make_input,
     make_spec,
     messages,
@@ -168,7 +169,7 @@ def test_idle_environments_are_reaped(tmp_path: Path) -> None:
         try:
             code = write_code(tmp_path, "import os\ndef handler(e, c):\n    return os.getpid()\n")
             spec = make_spec(engine, code)
-            pid = int((await engine.invoke(spec, make_input(spec))).payload)
+            pid = host_pid(engine, await engine.invoke(spec, make_input(spec)))
             [(env_id, _, _)] = engine.environments()
             tmp_dir = tmp_path / "run" / "env-tmp" / env_id  # (spares waiting have theirs too)
             assert tmp_dir.is_dir()
@@ -190,7 +191,7 @@ def test_close_leaves_no_process(tmp_path: Path) -> None:
         import os, subprocess, sys
         def handler(event, context):
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "{marker}"])
-            return [os.getpid(), child.pid]
+            return child.pid
         """,
     )
 
@@ -199,13 +200,13 @@ def test_close_leaves_no_process(tmp_path: Path) -> None:
         await engine.start()
         spec = make_spec(engine, code)
         outs = await asyncio.gather(*(engine.invoke(spec, make_input(spec)) for _ in range(2)))
-        pids = [p for o in outs for p in result(o)]
+        pids = [host_pid(engine, o) for o in outs]  # the children: by the marker, below
         pids += [z.pid for z in engine._zygotes.values() if z.pid is not None]
         await engine.close()
         return pids
 
     pids = asyncio.run(scenario())
-    assert len(pids) >= 5
+    assert len(pids) >= 3
     leftovers = [p for p in pids if alive(p)]
     assert leftovers == []
     for entry in Path("/proc").iterdir():
@@ -215,6 +216,52 @@ def test_close_leaves_no_process(tmp_path: Path) -> None:
             except OSError:
                 continue
             assert marker.encode() not in cmdline
+
+
+def _with_marker(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="pid namespaces need a root server")
+def test_without_cgroups_a_daemon_still_dies_with_its_environment(tmp_path: Path) -> None:
+    """No cgroup to kill: the environment's pid namespace is what ends a setsid daemon it left."""
+    marker = f"lamina-pidns-daemon-{uuid.uuid4().hex}"
+    code = write_code(
+        tmp_path,
+        f"""
+        import os, subprocess, sys
+        def handler(event, context):
+            daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "{marker}"],
+                                      start_new_session=True)  # own session and process group
+            return daemon.pid
+        """,
+    )
+
+    async def scenario() -> None:
+        engine = PythonEngine(runtime_dir=tmp_path / "run", cgroups=False)
+        await engine.start()
+        try:
+            spec = make_spec(engine, code)
+            out = await engine.invoke(spec, make_input(spec))
+            assert 2 < result(out) < 100, out  # a pid of the environment's own namespace
+            assert await poll(lambda: len(_with_marker(marker)) == 1, timeout_s=10), out
+            [daemon] = _with_marker(marker)
+            await engine.retire(spec.function_arn)
+            assert await poll(lambda: not alive(daemon), timeout_s=10)
+        finally:
+            await engine.close()
+            for pid in _with_marker(marker):  # a failed test leaves nothing behind
+                os.kill(pid, signal.SIGKILL)
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("runtime", ["python3.12", "python3.13", "python3.14"])

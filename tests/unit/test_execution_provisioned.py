@@ -19,6 +19,7 @@ import pytest
 from lamina.execution.types import EnvironmentSpec, LogEvent, ProvisionedState, ProvisionStatus
 from tests.unit.test_execution_support import (
     Harness,
+    host_pid,
     make_input,
     make_spec,
     messages,
@@ -30,12 +31,13 @@ from tests.unit.test_execution_support import (
 # With a "gate" in the event the handler waits (up to 30 s) until that file exists.
 REPORTER = """
 import os, time
+ENV = os.urandom(8).hex()  # an id of this environment (its pid is 2 in every one)
 print("init ran", os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"])
 def handler(event, context):
     gate = event.get("gate")
     while gate and not os.path.exists(gate):
         time.sleep(0.005)
-    return {"type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"], "pid": os.getpid()}
+    return {"type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"], "env": ENV}
 """
 BROKEN = """
 raise RuntimeError("no database")
@@ -100,8 +102,8 @@ def test_provisioned_environments_start_ahead_and_serve_without_init(
     assert messages(out)[-1].startswith("REPORT RequestId: ")
     assert out.log_stream in {stream for stream, _ in inits}
     # Warm reuse stays on the provisioned environments: no new process.
-    pids = {result(h.invoke(spec))["pid"] for _ in range(6)}
-    assert len(pids) <= 2 and len(live_envs(h, spec)) == 2
+    envs = {result(h.invoke(spec))["env"] for _ in range(6)}
+    assert len(envs) <= 2 and len(live_envs(h, spec)) == 2
     h.run(h.engine.provision(spec, 0))
     assert h.engine.provisioned(spec) is None
 
@@ -158,7 +160,7 @@ def test_never_reaped_for_idleness_and_replaced_when_one_dies(h: Harness, tmp_pa
     until(h, lambda: live_envs(h, on_demand) == [])
     assert len(live_envs(h, spec)) == 1
     [(old_id, _, _)] = live_envs(h, spec)
-    os.kill(result(h.invoke(spec))["pid"], signal.SIGKILL)
+    os.kill(host_pid(h.engine, h.invoke(spec)), signal.SIGKILL)
     until(h, lambda: [e[0] for e in live_envs(h, spec) if e[2] == "idle"] not in ([], [old_id]))
     ready(h, spec, 1)
     assert result(h.invoke(spec))["type"] == "provisioned-concurrency"
@@ -171,12 +173,12 @@ def test_retire_leaves_provisioned_environments_of_published_versions(h: Harness
     latest = make_spec(h.engine, code, name=published.function_name)
     h.run(h.engine.provision(published, 1))
     ready(h, published, 1)
-    pid = result(h.invoke(published))["pid"]
+    env = result(h.invoke(published))["env"]
     h.invoke(latest)
     assert len(live_envs(h, latest)) == 2
     h.run(h.engine.retire(published.function_arn))  # what UpdateFunctionCode of $LATEST does
     assert [e[2] for e in live_envs(h, published)] == ["idle"]
-    assert result(h.invoke(published))["pid"] == pid
+    assert result(h.invoke(published))["env"] == env
     assert state(h, published).status is ProvisionStatus.READY
     h.run(h.engine.provision(published, 0))
 

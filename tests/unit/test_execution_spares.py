@@ -14,9 +14,19 @@ from lamina.execution.deadlines import Deadlines
 from lamina.execution.engine import PythonEngine
 from lamina.execution.process import EnvProcess
 from lamina.execution.spares import SpareState
-from tests.unit.test_execution_support import Harness, alive, make_input, make_spec, poll, result, write_code
+from tests.unit.test_execution_support import (
+    ENV_ID_CODE,
+    Harness,
+    alive,
+    host_pid,
+    make_input,
+    make_spec,
+    poll,
+    result,
+    write_code,
+)
 
-PID_CODE = "import os\ndef handler(event, context):\n    return os.getpid()\n"
+PID_CODE = ENV_ID_CODE  # an id of the environment: its pid is 2 in every one (own pid namespace)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +50,7 @@ def test_a_cold_start_takes_the_oldest_spare_and_the_pool_refills(h: Harness, tm
     if oldest.cgroup is not None:  # it joined its cgroup as a spare, before any function needed it
         assert h.run(poll(lambda: str(oldest.pid) in (oldest.cgroup.procs_file).read_text().split()))
     out = h.invoke(spec)
-    assert result(out) == oldest.pid and out.log_stream.endswith(oldest.id)
+    assert host_pid(h.engine, out) == oldest.pid and out.log_stream.endswith(oldest.id)
     assert out.init_duration_ms is not None
     assert h.run(poll(lambda: len(_waiting(h.engine, spec.interpreter)) == target))
     assert oldest.id not in {p.id for p in _waiting(h.engine, spec.interpreter)}
@@ -80,7 +90,7 @@ def test_a_spare_that_dies_is_dropped_not_respawned(tmp_path: Path) -> None:
             assert await poll(lambda: spare.id not in engine._procs)  # disposed of
             assert not engine._spares._queues[spec.interpreter]  # and no replacement (no fork loop)
             out = await engine.invoke(spec, make_input(spec))  # a process forked on demand
-            assert result(out) != spare.pid
+            assert host_pid(engine, out) != spare.pid
             assert await poll(lambda: len(_waiting(engine, spec.interpreter)) == 1)  # refilled now
         finally:
             await engine.close()

@@ -32,6 +32,19 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
+def host_pid(engine: PythonEngine, outcome: InvocationOutcome) -> int:
+    """The host pid of the live environment that answered ``outcome``: a handler's own
+    ``os.getpid()`` is a pid of its environment's pid namespace (2), the same in every one."""
+    env_id = outcome.log_stream.rsplit("]", 1)[1]
+    pid = engine._envs[env_id].pid
+    assert pid is not None
+    return pid
+
+
+# A handler answering with an id of its own environment (process), unique across environments
+ENV_ID_CODE = "import os\nENV = os.urandom(8).hex()\ndef handler(event, context):\n    return ENV\n"
+
+
 def write_code(root: Path, source: str, *, module: str = "app") -> Path:
     code = root / f"code-{uuid.uuid4().hex[:8]}"
     code.mkdir(parents=True)

@@ -52,7 +52,15 @@ from lamina.execution.netns import NETWORK_NONE
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
 from lamina.execution.process import EXIT_WAIT_S, EnvProcess
 from lamina.execution.provisioned import PROVISIONED_INIT_TIMEOUT_S, Provisioner
-from lamina.execution.sandbox import DEFAULT_TMP_MB, HOME_DIRS, NOFILE, UID_BASE, UidBlock, runtime_prefixes
+from lamina.execution.sandbox import (
+    DEFAULT_TMP_MB,
+    HOME_DIRS,
+    NOFILE,
+    UID_BASE,
+    UidBlock,
+    root_layout,
+    runtime_prefixes,
+)
 from lamina.execution.spares import SparePool
 from lamina.execution.types import (
     EnvironmentSpec,
@@ -131,6 +139,7 @@ class PythonEngine:
         provisioned_init_timeout_s: float = PROVISIONED_INIT_TIMEOUT_S,
         hide: Sequence[Path] = (),
         uid_base: int | None = UID_BASE,
+        minimal_root: bool = True,
     ) -> None:
         if overcommit_ratio <= 0:
             raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
@@ -184,6 +193,9 @@ class PythonEngine:
         self._uids: UidBlock | None = None  # acquired by start()
         self._expose: list[str] = []  # what runtimes run from: bound back if under a hidden dir
         self._tmp_mb = DEFAULT_TMP_MB  # the last function's EphemeralStorage: a spare's hint
+        # A minimal root filesystem (docs/security.md); False: the host's root read-only, with the
+        # data dir and home dirs (``hide``) covered -- for a runtime that needs more of the host
+        self._root = root_layout() if minimal_root else None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -214,6 +226,7 @@ class PythonEngine:
         )
         self._launches = catalog.build(self._runtimes, found_nodes)
         self._expose = runtime_prefixes([*self._runtimes.values(), *found_nodes.values()])
+        self._expose.append(str(catalog.RUNTIMES_DIR))  # lamina's bootstraps (exec'd runtimes run them)
         results = await asyncio.gather(
             *(self._zygote(path).ensure_running() for path in self._runtimes.values()),
             return_exceptions=True,
@@ -543,6 +556,8 @@ class PythonEngine:
             "minimal_dev": True,
             "read_only_root": True,
             "hide_pids": uid is not None,  # hidepid hides other uids: useless without our own
+            "pid_ns": uid is not None,  # its own pid namespace (bootstrap's PidNamespace): root only
+            "root": self._root,  # a minimal root filesystem (bootstrap's minimal_root)
             "expose": self._expose,
         }
         if network is not None:

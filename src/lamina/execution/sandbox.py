@@ -24,6 +24,29 @@ NOFILE = 1024  # RLIMIT_NOFILE, soft and hard: AWS's limit
 HOME_DIRS = ("/root", "/home", "/run/lock")
 DEFAULT_TMP_MB = 512  # EphemeralStorage's default: a spare's /tmp size until claimed
 
+# The minimal root filesystem of an environment (bootstrap's ``minimal_root``): a tmpfs holding
+# only these, read-only, plus its /tmp, /var/tmp, /dev, /proc, /opt (its layers), the runtimes'
+# install dirs and its own code.  Missing entries are skipped; a symlink (merged /usr: /bin ->
+# usr/bin) is recreated as a symlink.  See docs/security.md for why each is there.
+ROOT_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ROOT_ETC = (
+    "passwd", "group",  # user and group names (getpwuid, ls -l, whoami)
+    "nsswitch.conf", "host.conf", "hosts", "resolv.conf", "gai.conf",  # name resolution (DNS)
+    "services", "protocols", "networks",  # getservbyname, getprotobyname, getnetbyname
+    "ssl/certs", "ssl/openssl.cnf", "pki", "crypto-policies",  # TLS trust (Debian; RHEL-likes)
+    "localtime", "timezone",  # the host's zone (functions get TZ=:UTC, as on AWS)
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d",  # the dynamic linker: multiarch library dirs
+    "alternatives",  # Debian's /usr/bin/<tool> -> /etc/alternatives/<tool> links
+    "mime.types", "os-release",  # Python's mimetypes; platform.freedesktop_os_release
+)  # fmt: skip
+# Read-only too: a function can read its own cgroup limits (pids.max, cpu.cfs_quota_us)
+ROOT_EXTRA = ("/sys/fs/cgroup",)
+
+
+def root_layout() -> dict[str, list[str]]:
+    """What the bootstrap builds an environment's root from (the spawn config's ``root``)."""
+    return {"system": list(ROOT_SYSTEM_DIRS), "etc": list(ROOT_ETC), "extra": list(ROOT_EXTRA)}
+
 
 def runtime_prefixes(executables: Iterable[str]) -> list[str]:
     """The installation dirs of the runtimes' binaries (``<prefix>/bin/python3.12`` ->

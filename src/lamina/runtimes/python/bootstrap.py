@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -68,6 +69,7 @@ PR_SET_DUMPABLE = 4
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -77,6 +79,7 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_RDONLY = 1
 MS_REMOUNT = 32
+MS_MOVE = 8192
 MNT_DETACH = 2
 
 ERROR_LOG_IDENT = "\u00a0"  # awslambdaric indents traceback lines with NO-BREAK SPACE
@@ -492,19 +495,26 @@ class Sandbox:
     ``private``: /tmp is its own (a size-limited tmpfs, or the per-environment dir bound there).
     ``hidden``: dirs covered in its mount namespace (the host's /tmp, the data dir, home dirs)
     -> an O_PATH fd of what was there, through which a path under them can be bound back.
+    ``host_root``: with a minimal root (``minimal_root``), an O_PATH fd of the host's root, through
+    which any host path is bound in; ``shown``: what the new root shows of the host already.
     """
 
-    __slots__ = ("hidden", "private", "tmp_mb")
+    __slots__ = ("hidden", "host_root", "private", "shown", "tmp_mb")
 
     def __init__(self, private=False, hidden=None, tmp_mb=None):
         self.private = private
         self.hidden = hidden or {}
         self.tmp_mb = tmp_mb  # the tmpfs's size, None if /tmp is not a tmpfs of ours
+        self.host_root = None
+        self.shown = []
 
     def close(self):
         for fd in self.hidden.values():
             os.close(fd)
         self.hidden = {}
+        if self.host_root is not None:
+            os.close(self.host_root)
+            self.host_root = None
 
 
 def mount_private(libc, cfg):
@@ -519,6 +529,8 @@ def mount_private(libc, cfg):
         return Sandbox()
     if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         return Sandbox()
+    if cfg.get("root"):
+        return minimal_root(libc, cfg)
     sandbox = Sandbox(True)
     # Code kept under /tmp (a data dir there, pytest's tmp_path) would be hidden by the new /tmp;
     # it is bound back (``keep_task_root``) through this fd of the host's /tmp.  (Opened after
@@ -552,6 +564,83 @@ def mount_private(libc, cfg):
     return sandbox
 
 
+def mount(libc, source, target, fstype, flags, options=None):
+    """mount(2), raising OSError (a ``None`` argument is passed as NULL)."""
+    encoded = [None if v is None else v.encode() for v in (source, target, fstype, options)]
+    if libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
+        raise OSError(ctypes.get_errno(), f"cannot mount {source or fstype} on {target}")
+
+
+def minimal_root(libc, cfg):
+    """A new root of our own: a tmpfs with only what a runtime needs, the host's root out of reach.
+
+    ``cfg["root"]`` (the engine's ``root_layout``) names the system dirs, the /etc entries and
+    the extra dirs shown, all read-only: the host's root is remounted read-only in our
+    namespace first, so every bind of it is read-only too (each is remounted read-only as well,
+    in case it is a filesystem of its own).  The tmpfs is built at /tmp (in our namespace only),
+    moved onto / and chrooted into: the host's root stays in our namespace, *under* the new one,
+    unreachable by any path, and an O_PATH fd of it (``host_root``) is where the runtimes' dirs,
+    the code and the layers are bound from -- at specialisation too, without an unmount on the
+    cold start's path.  That fd is closed before user code runs (``keep_task_root``), and the
+    process is unprivileged by then: it cannot chroot, mount or reach what is underneath.
+    """
+    layout = cfg["root"]
+    sandbox = Sandbox(True)
+    sandbox.host_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    mount(libc, None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    stage = "/tmp"
+    mount(libc, "tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path in layout["system"]:
+        show(libc, sandbox, path, stage + path)
+    os.mkdir(stage + "/etc", 0o755)
+    for entry in layout["etc"]:
+        show(libc, sandbox, "/etc/" + entry, f"{stage}/etc/{entry}")
+    for path in layout["extra"]:
+        show(libc, sandbox, path, stage + path)
+    for path in ("/tmp", "/var/tmp", "/dev", "/proc", "/opt"):
+        with contextlib.suppress(FileExistsError):
+            os.makedirs(stage + path, 0o755)
+    os.chdir(stage)
+    mount(libc, stage, "/", None, MS_MOVE)
+    if libc.chroot(b".") != 0:
+        raise OSError(ctypes.get_errno(), "cannot chroot into the new root")
+    os.chdir("/")
+    tmp_mb = cfg.get("tmp_mb") or 512
+    mount(libc, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    sandbox.tmp_mb = tmp_mb
+    mount(libc, "/tmp", "/var/tmp", None, MS_BIND)  # the other scratch dir: the same tmpfs
+    own_proc(libc)  # first: the fd paths below go through it
+    minimal_dev(libc, f"/proc/self/fd/{sandbox.host_root}/dev")
+    return sandbox
+
+
+def show(libc, sandbox, path, target):
+    """Show the host's ``path`` (a dir, a file, a symlink) at ``target`` in the new root, read-only.
+
+    A symlink into what the new root shows (merged /usr's /bin -> usr/bin, /etc/localtime ->
+    /usr/share/zoneinfo/...) is recreated as is; one pointing elsewhere (resolv.conf ->
+    /run/...) is followed and its target bound.  Missing: skipped.
+    """
+    source = path
+    if os.path.islink(path):
+        real = os.path.realpath(path)
+        if any(real == d or real.startswith(d + "/") for d in (*sandbox.shown, "/proc")):
+            make_dirs(os.path.dirname(target), 0o755)
+            os.symlink(os.readlink(path), target)
+            return
+        source = real
+    if os.path.isdir(source):
+        make_dirs(target, 0o755)
+    elif os.path.isfile(source):
+        make_dirs(os.path.dirname(target), 0o755)
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    else:
+        return
+    mount(libc, source, target, None, MS_BIND | MS_REC)
+    mount(libc, None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    sandbox.shown.append(path)
+
+
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = {
     "fd": "/proc/self/fd",
@@ -561,10 +650,10 @@ DEV_LINKS = {
 }
 
 
-def minimal_dev(libc):
+def minimal_dev(libc, host_dev_path="/dev"):
     """/dev with only what programs expect: null, zero, full, random, urandom, tty (bound from
     the host's), the fd links and a /dev/shm of our own -- no disks, GPUs or other devices."""
-    host_dev = os.open("/dev", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    host_dev = os.open(host_dev_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if libc.mount(b"tmpfs", b"/dev", b"tmpfs", MS_NOSUID | MS_NOEXEC, b"size=64k,mode=0755") != 0:
             raise OSError(ctypes.get_errno(), "cannot mount /dev")
@@ -607,17 +696,21 @@ def hide(libc, sandbox, path):
     sandbox.hidden[path] = fd
 
 
-def make_dirs(path):
+def make_dirs(path, mode=0o711):
     """``os.makedirs`` with every dir made 0711: an unprivileged user can walk to what is bound
     there but not list what else is (os.makedirs applies its mode to the last dir only)."""
     parent = os.path.dirname(path)
     if parent != path and not os.path.isdir(parent):
-        make_dirs(parent)
+        make_dirs(parent, mode)
     with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o711)
+        os.mkdir(path, mode)
 
 
 def hidden_root(sandbox, path):
+    """The hidden dir (or, with a minimal root, "/") ``path`` is under; None if it is visible."""
+    if sandbox.host_root is not None:
+        shown = any(path == d or path.startswith(d + "/") for d in sandbox.shown)
+        return None if shown else "/"
     for root in sandbox.hidden:
         if path.startswith(root + "/"):
             return root
@@ -626,18 +719,25 @@ def hidden_root(sandbox, path):
 
 def bind_back(libc, sandbox, path):
     """Bind ``path`` (under a hidden dir) at the same place in our namespace.  True if done."""
-    root = hidden_root(sandbox, path)
-    if root is None:
+    if hidden_root(sandbox, path) is None:
         return True
+    source = source_of(sandbox, path).encode()
     make_dirs(path)
-    source = f"/proc/self/fd/{sandbox.hidden[root]}/{path[len(root) + 1 :]}".encode()
-    return libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None) == 0
+    if libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None) != 0:
+        return False
+    if sandbox.host_root is not None:
+        sandbox.shown.append(path)  # (read-only: bound from the host's root, remounted so)
+    return True
 
 
 def source_of(sandbox, path):
     """Where ``path`` is reachable from our namespace (through a hidden dir's fd if need be)."""
     root = hidden_root(sandbox, path)
-    return path if root is None else f"/proc/self/fd/{sandbox.hidden[root]}/{path[len(root) + 1 :]}"
+    if root is None:
+        return path
+    if sandbox.host_root is not None:
+        return f"/proc/self/fd/{sandbox.host_root}{path}"
+    return f"/proc/self/fd/{sandbox.hidden[root]}/{path[len(root) + 1 :]}"
 
 
 def keep_task_root(libc, sandbox, paths):
@@ -649,6 +749,8 @@ def keep_task_root(libc, sandbox, paths):
         for path in paths:
             if not bind_back(libc, sandbox, path):
                 raise OSError(ctypes.get_errno(), f"cannot bind {path} into the sandbox")
+        if sandbox.host_root is not None:  # a minimal root: read-only once its last dir is made
+            mount(libc, None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     finally:
         sandbox.close()
 
@@ -1121,11 +1223,96 @@ def install_streaming_module():
 
 
 # ----------------------------------------------------------------------------- zygote
+class PidNamespace:
+    """Each environment in a pid namespace of its own, with an init of ours as its pid 1.
+
+    ``unshare(CLONE_NEWPID)`` only changes the namespace the zygote's *next* children are born
+    in: the first fork is pid 1 there (``pid_init``), the second -- the environment -- pid 2.
+    Both stay the zygote's children, so the zygote reaps the environment itself and reports its
+    exact exit status, and the engine knows it by its host pid (cgroup, kill, peers, RSS) as
+    before.  ``setns`` to the zygote's own namespace then puts later forks back where they were.
+    When the environment is reaped, its init is SIGKILLed, and the kernel kills whatever is
+    left in the namespace: orphans and daemons cannot outlive the environment, cgroups or not.
+    Not root (unshare fails): None, and the environment is forked as before.
+    """
+
+    def __init__(self, libc):
+        self.libc = libc
+        self.inits = set()  # pids of live inits (reaped silently: they are not environments)
+        self.own = self.zygote = None
+        try:
+            self.zygote = os.pidfd_open(os.getpid())  # what an init watches: see pid_init
+            self.own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        except (OSError, AttributeError):  # Linux < 5.3: no pid namespaces, as before
+            self.close()
+
+    def enter(self):
+        """A new pid namespace for the next fork, with its init forked already; None if not."""
+        if self.own is None or self.libc.unshare(CLONE_NEWPID) != 0:
+            return None
+        try:
+            init = os.fork()
+        except OSError:
+            self.leave()
+            return None
+        if init == 0:
+            pid_init(self.libc, self.zygote)
+        self.inits.add(init)
+        return init
+
+    def leave(self):
+        if self.libc.setns(self.own, CLONE_NEWPID) != 0:  # never fork into an old namespace
+            raise OSError(ctypes.get_errno(), "cannot return to the zygote's pid namespace")
+
+    def close(self):
+        """In a child: these fds are the zygote's business."""
+        for fd in (self.own, self.zygote):
+            if fd is not None:
+                os.close(fd)
+        self.own = self.zygote = None
+
+
+# What an init execs once set up: any program that just waits.  Its ignored SIGCHLD and its
+# parent-death signal survive the exec; its memory is a few pages of the program's instead of
+# the ~1.2 MB of the zygote's heap a forked Python touches (bench/density.py).
+INIT_SLEEPERS = ("/usr/bin/sleep", "/bin/sleep")
+INIT_ARGV = ["lamina-init", "2147483647"]  # seconds: 68 years (GNU's "infinity" is not POSIX)
+
+
+def pid_init(libc, zygote_pidfd):
+    """pid 1 of an environment's pid namespace: reaps orphans, lives as long as the zygote.
+
+    SIGCHLD ignored: the kernel reaps the children it inherits (orphans reparented to pid 1)
+    without a wait loop.  It runs as root in the host's mount namespace and is not in the
+    environment's cgroup: the environment (another uid) can neither see nor signal it, and it
+    runs nothing but a wait (``INIT_SLEEPERS``, else this Python loop).  It ends when the zygote
+    kills it (its environment exited) or when the zygote itself exits (the parent-death signal;
+    the zygote's pidfd covers a death before the prctl).  Never returns.
+    """
+    try:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        os.closerange(3, zygote_pidfd)  # nothing of the zygote's: not its sockets, not the env's fds
+        os.closerange(zygote_pidfd + 1, 1 << 20)
+        if select.select([zygote_pidfd], [], [], 0)[0]:
+            return  # the zygote died before the prctl
+        for path in INIT_SLEEPERS:
+            with contextlib.suppress(OSError):
+                os.execv(path, INIT_ARGV)
+        while not select.select([zygote_pidfd], [], [])[0]:
+            pass
+    finally:
+        os._exit(0)
+
+
 class Zygote:
     def __init__(self, control_fd, options):
         self.ctl = socket.socket(fileno=control_fd)
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.children = {}  # pid -> env id
+        self.inits = {}  # env pid -> the pid of its pid namespace's init (PidNamespace)
+        self.pid_namespace = PidNamespace(self.libc)
         self.state = RequestState()
         self.stdlib_paths = list(sys.path)  # before preloading appends its dirs
         self.options = options
@@ -1181,16 +1368,32 @@ class Zygote:
 
     def spawn(self, request, chan_fd, log_fd):
         cfg = request["cfg"]
-        cfg["zygote_pid"] = os.getpid()
-        pid = os.fork()
+        init = self.pid_namespace.enter() if cfg.get("pid_ns") else None
+        # The parent as the child sees it: outside its pid namespace, the zygote is pid 0 to it
+        cfg["zygote_pid"] = os.getpid() if init is None else 0
+        try:
+            pid = os.fork()
+        except BaseException:
+            if init is not None:
+                self.pid_namespace.leave()
+                self.kill_init(init)
+            raise
         if pid == 0:
             os._exit(self.child(cfg, chan_fd, log_fd))
+        if init is not None:
+            self.pid_namespace.leave()
+            self.inits[pid] = init
         os.close(chan_fd)
         os.close(log_fd)
         if cfg.get("net_fd") is not None:
             os.close(cfg["net_fd"])
         self.children[pid] = request["id"]
         self.send({"t": "spawned", "id": request["id"], "pid": pid})
+
+    def kill_init(self, init):
+        """End a pid namespace: the kernel kills whatever is left in it (orphans, daemons)."""
+        with contextlib.suppress(OSError):
+            os.kill(init, signal.SIGKILL)
 
     def child(self, cfg, chan_fd, log_fd):
         code = 1
@@ -1202,6 +1405,7 @@ class Zygote:
             self.ctl.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
+            self.pid_namespace.close()
             code = run_environment(
                 cfg, chan_fd, log_fd, self.state, self.libc, self.stdlib_paths, self.preloaded
             )
@@ -1225,6 +1429,12 @@ class Zygote:
                 return
             if pid == 0:
                 return
+            if pid in self.pid_namespace.inits:  # an init, killed below when its env exited
+                self.pid_namespace.inits.discard(pid)
+                continue
+            init = self.inits.pop(pid, None)
+            if init is not None:
+                self.kill_init(init)
             env_id = self.children.pop(pid, None)
             code = os.waitstatus_to_exitcode(status)
             report = {"t": "exit", "id": env_id, "pid": pid}
@@ -1239,7 +1449,9 @@ class Zygote:
             for kill in (os.killpg, os.kill):  # the env's process group, then the env itself
                 with contextlib.suppress(OSError):
                     kill(pid, signal.SIGKILL)
-        for pid in list(self.children):
+        for init in self.pid_namespace.inits:
+            self.kill_init(init)
+        for pid in [*self.children, *self.pid_namespace.inits]:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 
