@@ -112,6 +112,10 @@ class Settings:
     # LAMINA_URL_REQUIRE_INVOKE_FUNCTION=1: a URL call also needs lambda:InvokeFunction (granted
     # with InvokedViaFunctionUrl), as AWS requires for new URLs since October 2025.
     url_require_invoke_function: bool = False
+    # LAMINA_ISOLATION=off: environments run as plain forked processes -- no namespaces, no
+    # minimal root, no uid of their own, no cgroups (memory by RSS polling).  For measuring what
+    # the sandbox costs (bench/isolation.py) and debugging; never to host untrusted code.
+    isolation: bool = True
 
     @property
     def function_url_host(self) -> str:
@@ -163,6 +167,7 @@ class Settings:
             "url_host": e.get("LAMINA_URL_HOST") or None,
             "url_ports": parse_port_range(e.get("LAMINA_URL_PORTS", "")),
             "url_require_invoke_function": e.get("LAMINA_URL_REQUIRE_INVOKE_FUNCTION", "") in ("1", "true"),
+            "isolation": e.get("LAMINA_ISOLATION", "on").lower() not in ("off", "0", "false", "no"),
         }
         values["aws_endpoints"] = aws_endpoints(e)
         values["tracing"] = TracingSettings.from_env(e)

@@ -81,7 +81,10 @@ class Platform:
             preload=s.preload,
             preload_paths=s.preload_paths,
             hide=[s.data_dir],
+            isolation=s.isolation,
         )
+        if not s.isolation:
+            log.warning("LAMINA_ISOLATION=off: environments are not isolated from each other or the host")
         await self.engine.start()
         self.code = CodeStore(s.blob_dir, s.code_dir)
         self.tracer = SpanExporter(s.tracing) if s.tracing is not None else None

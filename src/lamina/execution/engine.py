@@ -140,6 +140,7 @@ class PythonEngine:
         hide: Sequence[Path] = (),
         uid_base: int | None = UID_BASE,
         minimal_root: bool = True,
+        isolation: bool = True,
     ) -> None:
         if overcommit_ratio <= 0:
             raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
@@ -150,7 +151,11 @@ class PythonEngine:
         self._overrides = {k: v for k, v in (interpreters or {}).items() if not catalog.is_node(k)}
         self._node_overrides = {k: v for k, v in (interpreters or {}).items() if catalog.is_node(k)}
         self._launches: dict[str, RuntimeLaunch] = {}
-        self._use_cgroups = cgroups
+        # isolation=False (LAMINA_ISOLATION=off): plain forked processes, as an unprivileged server
+        # runs them -- no namespaces, minimal root, uid or cgroups (what the sandbox costs is
+        # measured against this: bench/isolation.py)
+        self._isolation = isolation
+        self._use_cgroups = cgroups and isolation
         self._init_timeout_s = init_timeout_s
         self._cgroups: MemoryCgroups | None = None
         self._runtimes: dict[str, str] = {}
@@ -189,13 +194,13 @@ class PythonEngine:
         # The sandbox (docs/security.md): dirs hidden from environments (the data dir, home
         # dirs), one unprivileged uid per live environment (root servers only)
         self._hide = [str(p) for p in hide] + [d for d in HOME_DIRS if d not in {str(p) for p in hide}]
-        self._uid_base = uid_base if uid_base is not None and os.geteuid() == 0 else None
+        self._uid_base = uid_base if uid_base is not None and isolation and os.geteuid() == 0 else None
         self._uids: UidBlock | None = None  # acquired by start()
         self._expose: list[str] = []  # what runtimes run from: bound back if under a hidden dir
         self._tmp_mb = DEFAULT_TMP_MB  # the last function's EphemeralStorage: a spare's hint
         # A minimal root filesystem (docs/security.md); False: the host's root read-only, with the
         # data dir and home dirs (``hide``) covered -- for a runtime that needs more of the host
-        self._root = root_layout() if minimal_root else None
+        self._root = root_layout() if minimal_root and isolation else None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -559,6 +564,7 @@ class PythonEngine:
             "pid_ns": uid is not None,  # its own pid namespace (bootstrap's PidNamespace): root only
             "root": self._root,  # a minimal root filesystem (bootstrap's minimal_root)
             "expose": self._expose,
+            "namespaces": self._isolation,
         }
         if network is not None:
             sandbox["network"] = network

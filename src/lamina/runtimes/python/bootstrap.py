@@ -525,6 +525,8 @@ def mount_private(libc, cfg):
     (unprivileged server) the caller falls back to TMPDIR: Python's tempfile and most tools
     honour it, but a hard-coded '/tmp' path is then shared.
     """
+    if cfg.get("namespaces") is False:  # LAMINA_ISOLATION=off: as an unprivileged server's
+        return Sandbox()
     if libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS) != 0 and libc.unshare(CLONE_NEWNS) != 0:
         return Sandbox()
     if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:

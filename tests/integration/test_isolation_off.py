@@ -1,0 +1,50 @@
+"""LAMINA_ISOLATION=off (bench/isolation.py's baseline): environments are plain forked processes.
+
+The sandbox's own tests (test_hostile.py) show what isolation does; these show the switch really
+turns it off -- so the benchmark compares isolation against nothing -- and that functions still run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .conftest import LaminaServer, create_function
+
+PROBE = """
+import os
+def handler(event, context):
+    return {"pid": os.getpid(), "uid": os.getuid(), "root": sorted(os.listdir("/")),
+            "netns": os.readlink("/proc/self/ns/net"), "mntns": os.readlink("/proc/self/ns/mnt")}
+"""
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
+    srv = LaminaServer(tmp_path_factory.mktemp("plain") / "data", extra_env={"LAMINA_ISOLATION": "off"})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def probe(lam: Any) -> dict[str, Any]:
+    name = create_function(lam, PROBE)
+    resp = lam.invoke(FunctionName=name)
+    assert "FunctionError" not in resp
+    return dict(json.loads(resp["Payload"].read()))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root: without it both sides are plain")
+def test_isolation_off_runs_plain_processes(plain: LaminaServer, lam: Any) -> None:
+    isolated = probe(lam)  # the default server
+    bare = probe(plain.client())
+    assert isolated["pid"] == 2 and isolated["uid"] != 0
+    assert isolated["mntns"] != os.readlink("/proc/self/ns/mnt")
+    assert bare["pid"] != 2 and bare["uid"] == os.getuid()
+    assert bare["mntns"] == os.readlink("/proc/self/ns/mnt")  # the host's mounts, the host's root
+    assert bare["netns"] == os.readlink("/proc/self/ns/net")
+    assert sorted(os.listdir("/")) == bare["root"]
