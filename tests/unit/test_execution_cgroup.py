@@ -367,6 +367,30 @@ def test_the_engine_on_cgroup_v2_limits_joins_and_reports_oom(tmp_path: Path) ->
     asyncio.run(scenario())
 
 
+def test_the_engine_where_v2_memory_cannot_be_enabled_polls_rss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A container's v2 root, holding processes: the engine warns with the kernel's reason and runs
+    environments without cgroups (MemorySize by RSS polling) rather than fail to make any."""
+    fs = fake_cgroupfs(tmp_path, version=2, real_root=False)
+    code = write_code(tmp_path, SLEEPER)
+
+    async def scenario() -> None:
+        engine = PythonEngine(runtime_dir=tmp_path / "run", cgroup_fs=fs, spares=1)
+        await engine.start()
+        try:
+            assert not engine.cgroups_enabled
+            spec = make_spec(engine, code)
+            assert result(await engine.invoke(spec, make_input(spec))) == "ok"
+        finally:
+            await engine.close()
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(scenario())
+    assert any("holds processes" in r.message and "RSS polling" in r.message for r in caplog.records)
+    assert [p.name for p in (fs / "lamina").iterdir() if p.is_dir()] == []
+
+
 SLEEPER = """
 import time
 def handler(event, context):
