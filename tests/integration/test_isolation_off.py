@@ -48,3 +48,30 @@ def test_isolation_off_runs_plain_processes(plain: LaminaServer, lam: Any) -> No
     assert bare["mntns"] == os.readlink("/proc/self/ns/mnt")  # the host's mounts, the host's root
     assert bare["netns"] == os.readlink("/proc/self/ns/net")
     assert sorted(os.listdir("/")) == bare["root"]
+
+
+BOMB = """
+def handler(event, context):
+    if event.get("where"):
+        return open("/proc/self/cgroup").read()
+    hog = []
+    for _ in range(64):  # bounded (1 GB): nothing but the poll stops it here
+        hog.append(bytearray(16 * 1024 * 1024) + b"x")  # touched pages: really resident
+    return "not stopped"
+"""
+
+
+def test_without_cgroups_a_memory_bomb_is_still_out_of_memory(plain: LaminaServer, lam: Any) -> None:
+    """No cgroup (docs/execution.md, "Without a writable cgroup"): the server polls each busy
+    environment's RSS every 50 ms and kills it past MemorySize -- Runtime.OutOfMemory, as with a
+    cgroup -- and the other functions go on."""
+    client = plain.client()
+    name = create_function(client, BOMB, MemorySize=128)
+    where = json.loads(client.invoke(FunctionName=name, Payload=b'{"where": true}')["Payload"].read())
+    assert "/lamina/" not in where  # in no cgroup of lamina's: the poll is all there is
+    resp = client.invoke(FunctionName=name, Payload=b"{}")
+    body = json.loads(resp["Payload"].read())
+    assert resp["FunctionError"] == "Unhandled" and body["errorType"] == "Runtime.OutOfMemory", body
+    assert probe(client)["uid"] == os.getuid()  # another function, unharmed
+    again = client.invoke(FunctionName=name, Payload=b'{"where": true}')
+    assert "FunctionError" not in again  # and the bomb's function itself, in a fresh environment

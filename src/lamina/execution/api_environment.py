@@ -189,9 +189,11 @@ class ApiEnvironment(Environment):
             self._deadlines.discard(self)
         duration = (time.perf_counter() - t0) * 1000
         self.logs.drain()  # everything the runtime wrote before it posted is in the pipe
-        if self.proc.cgroup is None:
+        cgroup = self.proc.cgroup
+        if cgroup is None or not cgroup.peak_exact:
             # An exec'd runtime's pages are all charged to its own cgroup, whose peak is then
-            # exact (Environment.max_memory_mb): no /proc read (~20 us) on every invoke.
+            # exact (Environment.max_memory_mb): no /proc read (~20 us) on every invoke -- unless
+            # the kernel keeps no peak (v2 before Linux 5.19: memory.current only)
             self.rss_kb = self._hwm_kb()
         if answer.kind == "result":
             return PhaseResult(Phase.OK, duration, answer.body)

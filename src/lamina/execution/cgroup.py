@@ -6,6 +6,14 @@ controller: ``memory``, and ``pids`` and ``cpu`` when writable) and v2 (unified,
 controller, and pids and cpu when they can be enabled) are both handled.  Everything here touches
 cgroupfs pseudo-files only: these calls do not block on disk, so the engine makes them on the
 event loop.
+
+Where cgroupfs is mounted (``fs``, /sys/fs/cgroup) is a parameter: tests point it at a fake tree
+(tests/unit/test_execution_cgroup.py).  v2's rules, from the kernel's cgroup-v2.rst, that shape
+this code: a controller can be enabled in a group's ``cgroup.subtree_control`` only if its parent
+enabled it (top-down), and only in a group without processes of its own (the root excepted: "no
+internal processes") -- so ``lamina`` and the server's group stay empty and only the environments'
+groups, the leaves, hold processes.  ``memory.peak`` exists from Linux 5.19 and ``cgroup.kill``
+from 5.14; both are used when there and replaced when not.
 """
 
 from __future__ import annotations
@@ -15,12 +23,11 @@ import enum
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 
-V1_ROOT = Path("/sys/fs/cgroup/memory")
-V2_ROOT = Path("/sys/fs/cgroup")
-V1_PIDS_ROOT = Path("/sys/fs/cgroup/pids")
-V1_CPU_ROOT = Path("/sys/fs/cgroup/cpu")
+CGROUP_FS = Path("/sys/fs/cgroup")  # v1: one dir per hierarchy; v2: the unified root itself
+CONTROLLERS = ("memory", "pids", "cpu")  # what lamina enables in a v2 subtree, in this order
 
 PIDS_MAX = 1024  # processes and threads per environment (the fork bomb's ceiling)
 MB_PER_VCPU = 1769  # AWS: a function gets one vCPU at 1,769 MB, proportionally below and above
@@ -49,14 +56,31 @@ def _writable(root: Path) -> bool:
     return True
 
 
-def detect_memory_root() -> tuple[Path, CgroupVersion] | None:
-    """The writable memory cgroup root of this host, or None."""
-    if (V1_ROOT / "memory.limit_in_bytes").exists() and _writable(V1_ROOT):
-        return V1_ROOT, CgroupVersion.V1
-    controllers = V2_ROOT / "cgroup.controllers"
-    if controllers.exists() and "memory" in controllers.read_text().split() and _writable(V2_ROOT):
-        return V2_ROOT, CgroupVersion.V2
+def detect_memory_root(fs: Path = CGROUP_FS) -> tuple[Path, CgroupVersion] | None:
+    """The writable memory cgroup root under ``fs``, or None.
+
+    v1 first (``fs/memory``); then v2, unified (``fs`` is the cgroup2 mount) or hybrid (v1
+    hierarchies, plus cgroup2 at ``fs/unified``, which has the memory controller only when no v1
+    hierarchy took it, e.g. booted with ``cgroup_no_v1=memory``).
+    """
+    v1 = fs / "memory"
+    if (v1 / "memory.limit_in_bytes").exists() and _writable(v1):
+        return v1, CgroupVersion.V1
+    for v2 in (fs, fs / "unified"):
+        if "memory" in _read_words(v2 / "cgroup.controllers") and _writable(v2):
+            return v2, CgroupVersion.V2
     return None
+
+
+class CgroupUnavailableError(OSError):
+    """The memory controller could not be set up: the engine falls back to RSS polling."""
+
+
+def _read_words(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
 
 
 def _read_int(path: Path) -> int | None:
@@ -78,24 +102,33 @@ def _read_keyed(path: Path, key: str) -> int | None:
 
 
 def kill_procs(group: Path) -> int:
-    """SIGKILL every process of ``group``; repeat while forks race us.  Returns how many."""
-    killed = 0
-    kill_file = group / "cgroup.kill"  # v2, kernel >= 5.14: atomic
+    """SIGKILL every process of ``group``.  Returns how many it had.
+
+    v2's ``cgroup.kill`` (Linux 5.14+) does it in one write that no fork can race.  Without it
+    (v1, older kernels, or a write that fails), every pid in ``cgroup.procs``, again while forks
+    race us.
+    """
+    kill_file = group / "cgroup.kill"
     if kill_file.exists():
-        with contextlib.suppress(OSError):
+        pids = _read_words(group / "cgroup.procs")
+        try:
             kill_file.write_text("1")
+            return len(pids)
+        except OSError:
+            pass  # (a threaded group refuses it) the loop below does it
+    killed: set[int] = set()  # a process is listed until it has exited, which SIGKILL is not yet
     for _ in range(16):
         try:
-            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+            pids_now = [int(p) for p in (group / "cgroup.procs").read_text().split()]
         except (OSError, ValueError):
-            return killed
-        if not pids:
-            return killed
-        for pid in pids:
+            break
+        if not pids_now:
+            break
+        for pid in pids_now:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
-    return killed
+                killed.add(pid)
+    return len(killed)
 
 
 class EnvCgroup:
@@ -117,6 +150,11 @@ class EnvCgroup:
         self.cpus = cpus
         self.limit_mb: int | None = None  # None: no limit of its own
         self._peak_fd: int | None = None
+        self._peak_name = "memory.max_usage_in_bytes" if version is CgroupVersion.V1 else "memory.peak"
+        if version is CgroupVersion.V2 and not (path / "memory.peak").exists():
+            self._peak_name = "memory.current"  # before Linux 5.19: the usage now, a floor of the peak
+        # False: the process's own peak RSS must be read too (no kernel-kept peak to rely on)
+        self.peak_exact = self._peak_name != "memory.current"
         # v1: without memsw (swap accounting off), swap could let the env exceed its limit
         self._memsw = version is CgroupVersion.V1 and (path / "memory.memsw.limit_in_bytes").exists()
 
@@ -131,11 +169,11 @@ class EnvCgroup:
         return [g / "cgroup.procs" for g in groups]
 
     def peak_bytes(self) -> int | None:
-        """Peak usage; the file stays open and is pread (0.4 us, vs 16 us for open+read)."""
+        """Peak usage (``peak_exact``; else the usage now); the file stays open and is pread
+        (0.4 us, vs 16 us for open+read)."""
         try:
             if self._peak_fd is None:
-                name = "memory.max_usage_in_bytes" if self.version is CgroupVersion.V1 else "memory.peak"
-                self._peak_fd = os.open(self.path / name, os.O_RDONLY | os.O_CLOEXEC)
+                self._peak_fd = os.open(self.path / self._peak_name, os.O_RDONLY | os.O_CLOEXEC)
             return int(os.pread(self._peak_fd, 32, 0))
         except (OSError, ValueError):
             return None
@@ -192,7 +230,9 @@ class EnvCgroup:
 
 
 def _write(path: Path, value: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    # O_TRUNC as a shell's ``echo v > file``: cgroupfs ignores it, and with it a plain file (a
+    # fake tree's) holds just ``value`` too.  No O_CREAT: cgroupfs makes no files.
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:
         os.write(fd, value)
     finally:
@@ -202,8 +242,11 @@ def _write(path: Path, value: bytes) -> None:
 class MemoryCgroups:
     """This engine's cgroup subtree (memory, and pids and cpu where writable)."""
 
-    def __init__(self, root: Path, version: CgroupVersion, *, cpus: int | None = None) -> None:
+    def __init__(
+        self, root: Path, version: CgroupVersion, *, cpus: int | None = None, fs: Path = CGROUP_FS
+    ) -> None:
         self.root = root
+        self.fs = fs  # v1: where the pids and cpu hierarchies are
         self.version = version
         self.lamina = root / "lamina"
         self.name = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -216,20 +259,41 @@ class MemoryCgroups:
         self.v2_cpu = False
 
     def setup(self) -> None:
+        """Make this server's group (v2: controllers enabled at each level, top-down, in groups
+        that hold no process).  CgroupUnavailableError if v2's memory controller cannot reach it."""
         self.lamina.mkdir(exist_ok=True)
         if self.version is CgroupVersion.V2:
             for group in (self.root, self.lamina):
-                self._enable(group, "memory", "pids", "cpu")
+                self._enable(group, *CONTROLLERS)
         self.remove_stale()
         self.base.mkdir()
         if self.version is CgroupVersion.V2:
-            self._enable(self.base, "memory", "pids", "cpu")
-            enabled = (self.base / "cgroup.subtree_control").read_text().split()
+            self._enable(self.base, *CONTROLLERS)
+            enabled = _read_words(self.base / "cgroup.subtree_control")
+            if "memory" not in enabled:
+                with contextlib.suppress(OSError):
+                    self.base.rmdir()
+                raise CgroupUnavailableError(self._why_no_memory())
             self.v2_pids = "pids" in enabled
             self.v2_cpu = "cpu" in enabled
             return
-        self.pids_base = self._v1_base(V1_PIDS_ROOT, "pids.max")
-        self.cpu_base = self._v1_base(V1_CPU_ROOT, "cpu.cfs_quota_us")
+        self.pids_base = self._v1_base(self.fs / "pids", "pids.max")
+        self.cpu_base = self._v1_base(self.fs / "cpu", "cpu.cfs_quota_us")
+
+    def _why_no_memory(self) -> str:
+        """Where on the way down v2's memory controller stopped, and the kernel's reason."""
+        for group in (self.root, self.lamina):
+            if "memory" in _read_words(group / "cgroup.subtree_control"):
+                continue
+            if _read_words(group / "cgroup.procs"):
+                return (
+                    f"the memory controller cannot be enabled in {group}: it holds processes and is not "
+                    "the hierarchy's root (cgroup v2 lets only a group without processes of its own "
+                    "enable controllers for its children; e.g. in a container, move its processes "
+                    "into a child group first)"
+                )
+            return f"the memory controller cannot be enabled in {group} (not in its cgroup.controllers?)"
+        return f"the memory controller cannot be enabled in {self.base}"
 
     def _v1_base(self, root: Path, probe: str) -> Path | None:
         """This engine's subtree in another v1 hierarchy, or None if it cannot be made."""
@@ -251,7 +315,8 @@ class MemoryCgroups:
 
     @staticmethod
     def _enable(group: Path, *controllers: str) -> None:
-        for name in controllers:  # one at a time: an unavailable one must not stop the others
+        for name in controllers:  # one at a time: an unavailable one must not stop the others (a
+            # write of several either enables them all or none)
             with contextlib.suppress(OSError):
                 (group / "cgroup.subtree_control").write_text(f"+{name}")
 
@@ -296,16 +361,10 @@ class MemoryCgroups:
         return group
 
     def remove_base(self) -> None:
+        """At close: kill what is left in this server's groups and remove them."""
         for base in (self.base, self.pids_base, self.cpu_base):
-            if base is None:
-                continue
-            for child in base.iterdir() if base.exists() else ():
-                if child.is_dir():
-                    kill_procs(child)
-                    with contextlib.suppress(OSError):
-                        child.rmdir()
-            with contextlib.suppress(OSError):
-                base.rmdir()
+            if base is not None and base.exists():
+                _kill_and_remove(base)
 
 
 def remove_stale_groups(lamina: Path) -> int:
@@ -315,16 +374,29 @@ def remove_stale_groups(lamina: Path) -> int:
         pid_text = group.name.partition("-")[0]
         if not group.is_dir() or not pid_text.isdigit() or _alive(int(pid_text)):
             continue
-        for child in group.iterdir():
-            if child.is_dir():
-                kill_procs(child)
-                with contextlib.suppress(OSError):
-                    child.rmdir()
-        kill_procs(group)
-        with contextlib.suppress(OSError):
-            group.rmdir()
-            removed += 1
+        removed += _kill_and_remove(group)
     return removed
+
+
+def _kill_and_remove(group: Path) -> bool:
+    """Kill every process of ``group`` and its child groups and rmdir them all (children first).
+
+    Only at start and close: it waits (up to ~0.5 s, blocking) for the killed to exit, as a
+    group cannot be removed before -- a SIGKILL (or v2's cgroup.kill) is not an exit.
+    """
+    for child in group.iterdir():
+        if child.is_dir():
+            _kill_and_remove(child)
+    for _ in range(100):
+        kill_procs(group)
+        try:
+            group.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            time.sleep(0.005)
+    return False
 
 
 def _alive(pid: int) -> bool:

@@ -44,7 +44,7 @@ from lamina.execution import capacity, catalog, interpreters, jsonlogs, nodes, t
 from lamina.execution.api_environment import ApiEnvironment
 from lamina.execution.capacity import HostCapacity
 from lamina.execution.catalog import RuntimeLaunch
-from lamina.execution.cgroup import PIDS_MAX, MemoryCgroups, detect_memory_root
+from lamina.execution.cgroup import CGROUP_FS, PIDS_MAX, MemoryCgroups, detect_memory_root
 from lamina.execution.deadlines import Deadlines
 from lamina.execution.environment import Environment, EnvState, Phase, PhaseResult, PlatformError, init_config
 from lamina.execution.logs import now_ms
@@ -141,6 +141,7 @@ class PythonEngine:
         uid_base: int | None = UID_BASE,
         minimal_root: bool = True,
         isolation: bool = True,
+        cgroup_fs: Path = CGROUP_FS,
     ) -> None:
         if overcommit_ratio <= 0:
             raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
@@ -156,6 +157,7 @@ class PythonEngine:
         # measured against this: bench/isolation.py)
         self._isolation = isolation
         self._use_cgroups = cgroups and isolation
+        self._cgroup_fs = cgroup_fs  # where cgroupfs is mounted (tests: a fake tree)
         self._init_timeout_s = init_timeout_s
         self._cgroups: MemoryCgroups | None = None
         self._runtimes: dict[str, str] = {}
@@ -217,15 +219,7 @@ class PythonEngine:
             except OSError as exc:
                 log.warning("environments will run as the server's user: %s", exc)
         if self._use_cgroups:
-            found = detect_memory_root()
-            if found is not None:
-                self._cgroups = MemoryCgroups(*found)
-                self._cgroups.setup()
-                missing = [name for name, held in self._cgroups.limits.items() if not held]
-                if missing:
-                    log.warning("no writable %s cgroup: those limits are not enforced", " or ".join(missing))
-            else:
-                log.warning("no writable memory cgroup: memory limits are enforced by RSS polling")
+            self._cgroups = self._setup_cgroups()
         self._runtimes, found_nodes = await asyncio.gather(
             interpreters.discover(self._overrides), nodes.discover(self._node_overrides)
         )
@@ -242,6 +236,24 @@ class PythonEngine:
             else:
                 self._spares.fill(path)
         self._reaper = asyncio.ensure_future(self._reap_idle())
+
+    def _setup_cgroups(self) -> MemoryCgroups | None:
+        """This server's cgroups, or None (a warning: MemorySize is then enforced by RSS polling)."""
+        found = detect_memory_root(self._cgroup_fs)
+        if found is None:
+            log.warning("no writable memory cgroup: memory limits are enforced by RSS polling")
+            return None
+        groups = MemoryCgroups(*found, cpus=capacity.host_cpus(), fs=self._cgroup_fs)
+        try:
+            groups.setup()
+        except OSError as exc:
+            log.warning("no usable memory cgroup (%s): memory limits are enforced by RSS polling", exc)
+            groups.remove_base()
+            return None
+        missing = [name for name, held in groups.limits.items() if not held]
+        if missing:
+            log.warning("no writable %s cgroup: those limits are not enforced", " or ".join(missing))
+        return groups
 
     def set_log_sink(self, sink: LogSink) -> None:
         self._log_sink = sink
