@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from lamina.execution.types import InvocationOutcome
-from tests.unit.test_execution_support import Harness, make_input, make_spec, messages, result, write_code
+from tests.unit.test_execution_support import (
+    Harness,
+    make_input,
+    make_spec,
+    messages,
+    result,
+    seen_at,
+    write_code,
+)
 
 MARKER = "LAMINA_TEST_SERVER_SECRET"
 STREAM_RE = re.compile(r"^\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}$")
@@ -27,12 +35,6 @@ AWS_KEYS = {
     "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
     "_HANDLER", "TZ", "LANG", "PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "NODE_PATH",
 }  # fmt: skip
-
-
-def seen_at(code: Path) -> str:
-    """Where an environment sees ``code``: AWS's /var/task in the minimal root (as root), else
-    (no mount namespace) where it is."""
-    return "/var/task" if os.geteuid() == 0 else str(code)
 
 
 @pytest.fixture(scope="module")
