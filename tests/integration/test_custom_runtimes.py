@@ -23,6 +23,8 @@ from .conftest import LaminaServer, create_function, make_zip, unique, wait_for_
 
 # The interpreter behind the venv: no lamina, no test dependencies -- only what a zip brings.
 BASE_PYTHON = os.path.realpath(sys.executable)
+# Where a function's code is: AWS's /var/task in the minimal root (a root server), else its path
+TASK = "/var/task" if os.geteuid() == 0 else ""
 
 SHELL_BOOTSTRAP = """#!/bin/sh
 set -eu
@@ -155,7 +157,7 @@ def test_python_bootstrap_context_env_and_warm_state(lam: Any) -> None:
     assert env["_HANDLER"] == "function.handler" and env["AWS_LAMBDA_FUNCTION_NAME"] == name
     assert env["AWS_EXECUTION_ENV"] is None  # AWS sets none for OS-only runtimes
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
-    assert first["cwd"] == env["LAMBDA_TASK_ROOT"]
+    assert first["cwd"] == env["LAMBDA_TASK_ROOT"] and env["LAMBDA_TASK_ROOT"].endswith(TASK)
     _, second = invoke(lam, name, {"a": 2})
     assert second["count"] == 2 and second["api"] == first["api"]  # the same warm runtime
 
@@ -196,7 +198,7 @@ def test_missing_bootstrap_is_invalid_entrypoint(lam: Any, server: LaminaServer)
     assert body["errorType"] == "Runtime.InvalidEntrypoint"
     rid = resp["ResponseMetadata"]["RequestId"]
     assert body["errorMessage"].startswith(f"RequestId: {rid} Error: Couldn't find valid bootstrap(s): [")
-    assert body["errorMessage"].endswith("/bootstrap /opt/bootstrap]")
+    assert body["errorMessage"].endswith(f"{TASK}/bootstrap /opt/bootstrap]")  # AWS's words exactly
     messages = wait_for_log(server.data_dir, f"/aws/lambda/{name}", "REPORT RequestId")
     assert any("INIT_REPORT" in m and "Error Type: Runtime.InvalidEntrypoint" in m for m in messages)
 
@@ -206,7 +208,8 @@ def test_non_executable_bootstrap_is_invalid_entrypoint(lam: Any) -> None:
     name = create_function(lam, zipped, Runtime="provided.al2023", Handler="x.y")
     _resp, body = invoke(lam, name, {})
     assert body["errorType"] == "Runtime.InvalidEntrypoint"
-    assert body["errorMessage"].endswith("/bootstrap: permission denied")
+    assert "Error: fork/exec /" in body["errorMessage"]
+    assert body["errorMessage"].endswith(f"{TASK}/bootstrap: permission denied")
 
 
 @pytest.mark.parametrize(("action", "reason"), [("crash", "exit status 3"), ("kill", "signal: killed")])

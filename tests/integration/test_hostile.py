@@ -11,6 +11,7 @@ Where this host cannot sandbox (not root, no namespaces), the tests that need it
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -325,7 +326,10 @@ def test_another_functions_code_tmp_and_the_data_dir_are_out_of_reach(
     victim = create_function(lam, {"app.py": VICTIM, "secret.py": "KEY = 'victim code secret'\n"})
     _, seen = invoke(lam, victim, {"mark": marker})
     [host_pid] = marked(marker)
-    task_root = seen["task_root"]
+    assert seen["task_root"] == "/var/task"  # as every function's: its own code, bound there
+    # Where the victim's code really is: its dir in the code store, named by its zip's sha256
+    digest = base64.b64decode(lam.get_function_configuration(FunctionName=victim)["CodeSha256"]).hex()
+    [task_root] = [str(p) for p in hostile.data_dir.rglob(digest) if p.is_dir()]
     attacker = create_function(lam, PROBE)
     data = str(hostile.data_dir)
     body = probe(
@@ -337,6 +341,8 @@ def test_another_functions_code_tmp_and_the_data_dir_are_out_of_reach(
             # By its host pid (no such process in the attacker's pid namespace) ...
             ("read", f"/proc/{host_pid}/root/tmp/victim-secret"),
             ("read", f"/proc/{host_pid}/root{task_root}/secret.py"),
+            ("read", f"/proc/{host_pid}/root/var/task/secret.py"),
+            ("read", "/var/task/secret.py"),  # its own /var/task: the attacker's code only
             ("list", f"/proc/{host_pid}/root/tmp"),
             ("read", f"/proc/{host_pid}/environ"),
             # ... and by its own pid, which names the attacker itself there
@@ -604,13 +610,14 @@ def test_the_root_filesystem_is_minimal(lam: Any, hostile: LaminaServer, echo: s
     finally:
         shutil.rmtree(outside)
     # Only the system dirs, the environment's own mounts, and the (unlistable, 0711) parents of
-    # the runtimes' install dirs (a pyenv under /root, lamina's bootstraps) are at the top
-    runtime_tops = {Path(p).parts[1] for p in (body["prefix"], str(RUNTIMES_DIR), body["task_root"])}
+    # the runtimes' install dirs (a pyenv under /root, lamina's bootstraps) are at the top: the
+    # code is at /var/task, not under its code-store path
+    runtime_tops = {Path(p).parts[1] for p in (body["prefix"], str(RUNTIMES_DIR))}
     system = {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "sys"}
     assert set(body["root"]) <= system | {"tmp", "var", "dev", "proc", "opt"} | runtime_tops, body["root"]
     assert {"usr", "etc", "tmp", "dev", "proc", "opt"} <= set(body["root"])
     assert not {"srv", "home", "mnt", "media", "boot"} & set(body["root"])
-    assert body["var"] == ["tmp"]
+    assert body["var"] == ["task", "tmp"] and body["task_root"] == "/var/task"
     assert set(body["etc"]) <= {entry.split("/")[0] for entry in ROOT_ETC}, body["etc"]
     assert not {"shadow", "machine-id", "hostname", "ssh"} & set(body["etc"])
     for path, result in body["tries"].items():

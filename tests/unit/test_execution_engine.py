@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from lamina.execution.types import InvocationOutcome
-from tests.unit.test_execution_support import Harness, make_input, make_spec, messages, result, write_code
+from tests.unit.test_execution_support import (
+    Harness,
+    make_input,
+    make_spec,
+    messages,
+    result,
+    seen_at,
+    write_code,
+)
 
 MARKER = "LAMINA_TEST_SERVER_SECRET"
 STREAM_RE = re.compile(r"^\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}$")
@@ -167,12 +175,14 @@ def test_environment_variables_exact(h: Harness, code_root: Path) -> None:
     assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11"
     assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
-    assert env["LAMBDA_TASK_ROOT"] == str(spec.code_dir) == got["cwd"]
+    task = seen_at(spec.code_dir)
+    assert env["LAMBDA_TASK_ROOT"] == task == got["cwd"]
+    assert env["PYTHONPATH"].split(":")[0] == task and env["LD_LIBRARY_PATH"].startswith(f"{task}:")
     assert env["_HANDLER"] == "app.handler"
     assert env["_X_AMZN_TRACE_ID"] == "Root=1-abc-def"
     assert env["PATH"] == "/usr/local/bin:/usr/bin:/bin:/opt/bin"
     assert Path(env["LAMBDA_RUNTIME_DIR"], "bootstrap.py").is_file()
-    assert got["path"][0] == str(spec.code_dir) and "/opt/python" in got["path"]
+    assert got["path"][0] == task and "/opt/python" in got["path"]
     again = result(h.invoke(spec))["env"]  # no trace id: the variable is removed (awslambdaric)
     assert "_X_AMZN_TRACE_ID" not in again
     default_tz = make_spec(h.engine, code)
@@ -246,12 +256,12 @@ def test_handler_exception_shape_and_one_log_event(h: Harness, code_root: Path) 
     assert err["errorMessage"] == "boom" and err["errorType"] == "ValueError"
     assert err["requestId"] == inv.request_id
     assert len(err["stackTrace"]) == 1
-    assert err["stackTrace"][0].startswith(f'  File "{code}/app.py", line 3, in handler\n')
+    assert err["stackTrace"][0].startswith(f'  File "{seen_at(code)}/app.py", line 3, in handler\n')
     assert 'raise ValueError("boom")' in err["stackTrace"][0]
     errors = [m for m in messages(out) if m.startswith("[ERROR]")]
     assert len(errors) == 1
     assert errors[0].startswith("[ERROR] ValueError: boom\rTraceback (most recent call last):\r")
-    assert f'\u00a0\u00a0File "{code}/app.py", line 3, in handler\r' in errors[0]
+    assert f'\u00a0\u00a0File "{seen_at(code)}/app.py", line 3, in handler\r' in errors[0]
     assert result(h.invoke(spec))["errorType"] == "ValueError"  # env kept warm
     assert h.invoke(spec).log_stream == out.log_stream
 
@@ -412,7 +422,7 @@ def test_syntax_error(h: Harness, code_root: Path) -> None:
     assert err["errorType"] == "Runtime.UserCodeSyntaxError"
     assert err["errorMessage"].startswith("Syntax error in module 'app': ")
     assert err["errorMessage"].endswith("(app.py, line 3)")
-    assert err["stackTrace"] == [f'  File "{code}/app.py" Line 3\n    def handler(event, context)\n']
+    assert err["stackTrace"] == [f'  File "{seen_at(code)}/app.py" Line 3\n    def handler(event, context)\n']
     assert err["requestId"] == ""
 
 
@@ -421,7 +431,7 @@ def test_exception_during_import(h: Harness, code_root: Path) -> None:
     out = h.invoke(make_spec(h.engine, code))
     err = result(out)
     assert err["errorType"] == "KeyError" and err["errorMessage"] == "'cfg'" and err["requestId"] == ""
-    assert any(f'File "{code}/app.py", line 2, in f' in frame for frame in err["stackTrace"])
+    assert any(f'File "{seen_at(code)}/app.py", line 2, in f' in frame for frame in err["stackTrace"])
     assert not any("/bootstrap.py" in frame for frame in err["stackTrace"][:1])
 
 

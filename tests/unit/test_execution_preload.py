@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_execution_support import Harness, make_spec, poll, result, write_code
+from tests.unit.test_execution_support import Harness, make_spec, poll, result, seen_at, write_code
 
 PRELOADED = "lamina_fake_pre"
 ABSENT = "lamina_fake_absent"
@@ -120,7 +120,7 @@ def test_the_zips_own_copy_wins(h: Harness, tmp_path: Path) -> None:
         {f"{PRELOADED}/__init__.py": "ORIGIN = 'zip'\n"},
     )
     origin, path, dep = result(h.invoke(make_spec(h.engine, code)))
-    assert origin == "zip" and path == str(code / PRELOADED / "__init__.py")
+    assert origin == "zip" and path == f"{seen_at(code)}/{PRELOADED}/__init__.py"
     assert dep is False  # everything preloading brought in was dropped: none of it is mixed in
 
 

@@ -25,6 +25,7 @@ from tests.unit.test_execution_support import (
     messages,
     poll,
     result,
+    seen_at,
     write_code,
 )
 
@@ -113,12 +114,13 @@ def test_spill_over_goes_to_an_on_demand_environment(h: Harness, tmp_path: Path)
     spec = make_spec(h.engine, code, version="3")
     h.run(h.engine.provision(spec, 1))
     ready(h, spec, 1)
-    gate = code / "gate"  # environments see the code dir (their /tmp is their own)
+    gate = code / "gate"  # environments see their code dir (their /tmp is their own), there:
+    event = {"gate": f"{seen_at(code)}/gate"}
 
     async def two_at_once() -> list[Any]:
-        first = asyncio.ensure_future(h.engine.invoke(spec, make_input(spec, {"gate": str(gate)})))
+        first = asyncio.ensure_future(h.engine.invoke(spec, make_input(spec, event)))
         assert await poll(lambda: state(h, spec).allocated == 1 and busy(h, spec) == 1)
-        second = asyncio.ensure_future(h.engine.invoke(spec, make_input(spec, {"gate": str(gate)})))
+        second = asyncio.ensure_future(h.engine.invoke(spec, make_input(spec, event)))
         assert await poll(lambda: busy(h, spec) == 2)
         gate.touch()
         return list(await asyncio.gather(first, second))

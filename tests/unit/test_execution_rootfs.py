@@ -26,6 +26,7 @@ def handler(event, context):
         "etc": attempt("/etc"),
         "hidden": attempt(event["hidden"]),
         "own_code": attempt(os.environ["LAMBDA_TASK_ROOT"]),
+        "task_root": [os.environ["LAMBDA_TASK_ROOT"], os.getcwd(), __file__],
         "mounts": {m.split()[1]: m.split()[3].split(",")[0] for m in open("/proc/self/mounts")},
     }
 """
@@ -45,9 +46,13 @@ def test_root_filesystem(tmp_path: Path, minimal: bool) -> None:
     assert body["own_code"] == ["app.py"]  # its code, bound back read-only
     assert body["mounts"]["/"] == "ro" and body["mounts"]["/tmp"] == "rw"
     assert body["hidden"] in ("PermissionError", "FileNotFoundError", [])
-    if minimal:
+    if minimal:  # its code at AWS's /var/task, read-only whatever the code store is on
+        assert body["task_root"] == ["/var/task", "/var/task", "/var/task/app.py"]
+        assert body["mounts"]["/var/task"] == "ro"
         assert "srv" not in body["root"] and "home" not in body["root"]
         assert set(body["etc"]) <= {entry.split("/")[0] for entry in ROOT_ETC}
         assert "shadow" not in body["etc"]
-    else:  # the host's root, read-only, with the hidden dirs covered
+    else:  # the host's root, read-only, with the hidden dirs covered; the code where it is
+        code = str(spec.code_dir)
+        assert body["task_root"] == [code, code, f"{code}/app.py"]
         assert {"srv", "home"} <= set(body["root"]) and "shadow" in body["etc"]

@@ -52,6 +52,12 @@ def write_code(root: Path, source: str, *, module: str = "app") -> Path:
     return code
 
 
+def seen_at(code: Path) -> str:
+    """Where an environment sees ``code``: AWS's /var/task in the minimal root (a root engine),
+    else (no mount namespace) where it is."""
+    return "/var/task" if os.geteuid() == 0 else str(code)
+
+
 def make_spec(
     engine: PythonEngine,
     code: Path,

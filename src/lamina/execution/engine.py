@@ -581,7 +581,9 @@ class PythonEngine:
         if network is not None:
             sandbox["network"] = network
         proc = EnvProcess(proc_id=proc_id, zygote=zygote, cgroup=cgroup, tmp_dir=tmp_dir, sandbox=sandbox)
-        proc.code_parent = self._code_parent
+        # Only without a minimal root is code bound back at its own path (with one it is bound
+        # at /var/task, made with the root): the parent dirs are worth making ahead only then
+        proc.code_parent = self._code_parent if self._root is None else None
         self._procs[proc_id] = proc
         return proc
 

@@ -102,11 +102,24 @@ ON_DEMAND = "on-demand"
 PROVISIONED = "provisioned-concurrency"  # AWS_LAMBDA_INITIALIZATION_TYPE of a provisioned environment
 
 
+# Where an environment with the minimal root sees its code, as on AWS (bootstrap's mount_task)
+TASK_ROOT = "/var/task"
+
+
 def function_environment(
-    spec: EnvironmentSpec, *, log_stream: str, runtime_dir: Path, initialization_type: str = ON_DEMAND
+    spec: EnvironmentSpec,
+    *,
+    log_stream: str,
+    runtime_dir: Path,
+    initialization_type: str = ON_DEMAND,
+    task_root: str | None = None,
 ) -> dict[str, str]:
-    """Exactly AWS's variables for the runtime's family, plus the user's; nothing of the server's."""
-    task = str(spec.code_dir)
+    """Exactly AWS's variables for the runtime's family, plus the user's; nothing of the server's.
+
+    ``task_root``: where the environment sees its code (``TASK_ROOT`` in a minimal root), by
+    default where it is (the code store).
+    """
+    task = str(spec.code_dir) if task_root is None else task_root
     runtime = spec.runtime
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin:/opt/bin",
@@ -155,14 +168,20 @@ def init_config(env: Environment) -> dict[str, Any]:
     pyver = spec.runtime.removeprefix("python")
     node = catalog.is_node(spec.runtime)
     runtime_dir = (catalog.NODE_BOOTSTRAP if node else catalog.PYTHON_BOOTSTRAP).parent
+    # With a minimal root the code is bound at AWS's /var/task and every path names that; the
+    # bootstrap points them back at ``code_dir`` if it turns out it cannot (task_fallback).
+    # Without one (minimal_root=False, LAMINA_ISOLATION=off) the code stays where it is.
+    task_root = TASK_ROOT if env.proc.sandbox.get("root") else str(spec.code_dir)
     config: dict[str, Any] = {
         "environment": function_environment(
             spec,
             log_stream=env.log_stream,
             runtime_dir=runtime_dir,
             initialization_type=PROVISIONED if env.provisioned else ON_DEMAND,
+            task_root=task_root,
         ),
-        "task_root": str(spec.code_dir),
+        "task_root": task_root,
+        "code_dir": str(spec.code_dir),
         "opt_dir": None if spec.opt_dir is None else str(spec.opt_dir),
         "extra_paths": [f"/opt/python/lib/python{pyver}/site-packages", "/opt/python"],
         "handler": spec.handler,

@@ -26,8 +26,9 @@ DEFAULT_TMP_MB = 512  # EphemeralStorage's default: a spare's /tmp size until cl
 
 # The minimal root filesystem of an environment (bootstrap's ``minimal_root``): a tmpfs holding
 # only these, read-only, plus its /tmp, /var/tmp, /dev, /proc, /opt (its layers), the runtimes'
-# install dirs and its own code.  Missing entries are skipped; a symlink (merged /usr: /bin ->
-# usr/bin) is recreated as a symlink.  See docs/security.md for why each is there.
+# install dirs and its own code (at /var/task, as on AWS: environment.TASK_ROOT).  Missing
+# entries are skipped; a symlink (merged /usr: /bin -> usr/bin) is recreated as a symlink.  See
+# docs/security.md for why each is there.
 ROOT_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ROOT_ETC = (
     "passwd", "group",  # user and group names (getpwuid, ls -l, whoami)
