@@ -47,12 +47,9 @@ print(json.dumps({"grown_kb": grown, "seen": seen, "last": trace(count - 1),
 
 
 def run(mode: str, count: int) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(BOOTSTRAP), mode, str(count)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    argv = [sys.executable, "-c", PROBE, str(BOOTSTRAP), mode, str(count)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
 
 

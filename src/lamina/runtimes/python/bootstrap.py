@@ -1184,27 +1184,31 @@ class TraceVar:
     SIZE = 1024  # the longest value kept in place; a longer one goes through os.environ (never seen)
 
     def __init__(self, libc):
-        self.libc = libc
+        self.putenv = libc.putenv
         self.prefix = (self.NAME + "=").encode()
         self.buf = ctypes.create_string_buffer(len(self.prefix) + self.SIZE + 1)
         environ = os.environ
         self.data = environ._data  # what os.environ and os.getenv read (encoded keys and values)
         self.key = environ.encodekey(self.NAME)
         self.encode = environ.encodevalue
+        self.ours = None  # the value last put in place (None: not put yet, or not ours any more)
 
     def set(self, value):
         raw = self.encode(value)
         if len(raw) > self.SIZE or b"\0" in raw:
             os.environ[self.NAME] = value
+            self.ours = None
             return
-        entry = self.prefix + raw + b"\0"
-        ctypes.memmove(self.buf, entry, len(entry))
-        # Again every time: user code may have set or deleted the variable since (setenv and
-        # unsetenv drop our pointer); putenv of the pointer already there changes nothing.
-        if self.libc.putenv(self.buf) != 0:
+        self.buf.value = self.prefix + raw  # in place: C's environ points here once put
+        data = self.data
+        # putenv again only when the variable is not ours any more: user code set or deleted it
+        # (os.environ's setenv/unsetenv drop our pointer), or this is the first value
+        ours = self.ours
+        if (ours is None or data.get(self.key) is not ours) and self.putenv(self.buf) != 0:
             os.environ[self.NAME] = value
+            self.ours = None
             return
-        self.data[self.key] = raw
+        data[self.key] = self.ours = raw
 
     def clear(self):
         if self.NAME in os.environ:  # as awslambdaric does when an invocation has no trace id
