@@ -97,7 +97,8 @@ def _anything(value: str) -> bool:
     return True
 
 
-def _number(text: str) -> float | None:
+def finite_number(text: str) -> float | None:
+    """``text`` as a finite float, or None (filter patterns compare numbers only when both are)."""
     try:
         value = float(text)
     except ValueError:
@@ -108,7 +109,7 @@ def _number(text: str) -> float | None:
 def _test(op: str, raw: str) -> FieldTest:
     quoted = raw.startswith('"')
     text = json.loads(raw) if quoted else raw
-    number = None if quoted else _number(text)
+    number = None if quoted else finite_number(text)
     if number is not None:
         compare: Callable[[float], bool] = {
             "=": lambda v: v == number,
@@ -120,7 +121,7 @@ def _test(op: str, raw: str) -> FieldTest:
         }[op]
 
         def numeric(value: str) -> bool:
-            v = _number(value)
+            v = finite_number(value)
             return v is not None and compare(v)
 
         return numeric

@@ -18,14 +18,13 @@ Anything else raises ``FilterPatternError`` (the API answers InvalidParameterExc
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from lamina.telemetry.logfields import FieldPatternError, compile_fields
+from lamina.telemetry.logfields import FieldPatternError, compile_fields, finite_number
 
 Matcher = Callable[[str], bool]
 JsonTest = Callable[[Any], bool]
@@ -263,16 +262,8 @@ def _keyword_test(select: Callable[[Any], Any], first: str, second: str) -> Json
     raise FilterPatternError(f"expected IS NULL, IS TRUE, IS FALSE or NOT EXISTS, got '{first} {second}'")
 
 
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _comparison(select: Callable[[Any], Any], op: str, value: _Token) -> JsonTest:
-    number = _number(value.text) if value.kind == "word" else None
+    number = finite_number(value.text) if value.kind == "word" else None
     if number is not None:
         return _numeric(select, op, number)
     if op not in ("=", "!="):
