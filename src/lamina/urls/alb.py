@@ -25,12 +25,11 @@ import hashlib
 import json
 from typing import Any
 
-from lamina.urls.event import EventSource, body_field, source_ip
-from lamina.urls.rest import response_body, response_headers
+from lamina.urls.event import EventSource, body_field
+from lamina.urls.rest import multi_headers, response_body, response_headers
 from lamina.web.connection import Reply, Request
 
 RESPONSE_MAX = 1024 * 1024  # "The maximum size of the response JSON ... is 1 MB"
-_DROPPED = frozenset({"connection"})
 _BAD_GATEWAY = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
@@ -60,17 +59,7 @@ def _query(raw: str) -> dict[str, list[str]]:
 
 def build_alb_event(req: Request, src: EventSource, *, now: float, multi_value: bool) -> dict[str, Any]:
     """The event an ALB target group sends (``now`` is unused: ALB's event carries no time)."""
-    headers: dict[str, list[str]] = {}
-    for raw_name, raw_value in req.headers:
-        name = raw_name.decode("latin-1")
-        if name not in _DROPPED:
-            headers.setdefault(name, []).append(raw_value.decode("latin-1"))
-    ip = source_ip(req.peer)
-    forwarded = headers.get("x-forwarded-for")
-    headers["x-amzn-trace-id"] = [src.trace_id]
-    headers["x-forwarded-for"] = [f"{', '.join(forwarded)}, {ip}" if forwarded else ip]
-    headers["x-forwarded-port"] = [str(src.port)]
-    headers["x-forwarded-proto"] = ["http"]
+    headers = multi_headers(req, src)
     query = _query(req.query.decode("latin-1"))
     event: dict[str, Any] = {
         "requestContext": {"elb": {"targetGroupArn": target_group_arn(src)}},

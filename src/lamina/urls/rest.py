@@ -50,7 +50,7 @@ def internal_error() -> Reply:
 
 
 def multi_headers(req: Request, src: EventSource) -> dict[str, list[str]]:
-    """The request's headers as lists (lower-case names) with API Gateway's additions."""
+    """The request's headers as lists (lower-case names) with what API Gateway and ALB add."""
     out: dict[str, list[str]] = {}
     for raw_name, raw_value in req.headers:
         name = raw_name.decode("latin-1")
@@ -58,10 +58,10 @@ def multi_headers(req: Request, src: EventSource) -> dict[str, list[str]]:
             out.setdefault(name, []).append(raw_value.decode("latin-1"))
     ip = source_ip(req.peer)
     forwarded = out.get("x-forwarded-for")
+    out["x-amzn-trace-id"] = [src.trace_id]  # where AWS's example events have it: before x-forwarded-*
     out["x-forwarded-for"] = [f"{', '.join(forwarded)}, {ip}" if forwarded else ip]
     out["x-forwarded-port"] = [str(src.port)]
     out["x-forwarded-proto"] = ["http"]
-    out["x-amzn-trace-id"] = [src.trace_id]
     return out
 
 
