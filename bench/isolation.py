@@ -28,9 +28,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from client import print_rows, replay, sign_invoke, summarize  # noqa: E402
+from client import print_rows, sign_invoke  # noqa: E402
 from lamina_server import LaminaServer  # noqa: E402
-from run import ensure_noop, lamina_cold_round, pinned, probe_invoke, replay_error  # noqa: E402
+from run import ensure_noop, lamina_cold_round, pinned, probe_invoke, replay_stats  # noqa: E402
 
 RESULTS = BENCH_DIR / "results" / "isolation.json"
 COLD_TARGET_MS = 2.0  # issue 10: isolation adds <= 2 ms to the cold-start p50
@@ -90,12 +90,11 @@ def main(argv: list[str] | None = None) -> int:
                     if side in errors:
                         continue
                     server = servers[side]
-                    result = replay("127.0.0.1", server.port, raws[side], args.warm, warmup=300)
-                    err = replay_error(result)
-                    if err is not None:
+                    stats, err = replay_stats(server.port, raws[side], args.warm, 300)
+                    if stats is None:
                         errors[side] = f"warm round {r + 1}: {err}"
                         continue
-                    warm[side].append(summarize(result.latencies_ms)["p50"])
+                    warm[side].append(stats["p50"])
                     log(f"round {r + 1} {side:8s} warm p50={warm[side][-1]:.3f} ms")
     finally:
         for server in servers.values():

@@ -230,6 +230,15 @@ def replay_error(result: ReplayResult) -> str | None:
     return "; ".join(parts)
 
 
+def replay_stats(
+    port: int, raw: bytes, requests: int, warmup: int
+) -> tuple[dict[str, float] | None, str | None]:
+    """Replay ``raw`` on one keep-alive connection: (its summary, None), or (None, what went wrong)."""
+    result = replay("127.0.0.1", port, raw, requests, warmup=warmup)
+    err = replay_error(result)
+    return (None, err) if err is not None else (summarize(result.latencies_ms), None)
+
+
 # --------------------------------------------------------------------------- CPU placement
 def process_tree(root: int) -> list[int]:
     """``root`` and every process descended from it (environments are grandchildren of lamina)."""
@@ -309,12 +318,10 @@ def bench_warm(cfg: Config, server: LaminaServer, floor: FloorProcess, *, pin: b
                 if side in errors:
                     continue
                 port, raw = targets[side]
-                result = replay("127.0.0.1", port, raw, cfg.warm_requests, warmup=cfg.warm_warmup)
-                err = replay_error(result)
-                if err is not None:
+                s, err = replay_stats(port, raw, cfg.warm_requests, cfg.warm_warmup)
+                if s is None:
                     errors[side] = f"round {r + 1}: {err}"
                     continue
-                s = summarize(result.latencies_ms)
                 stats[side].append(s)
                 log(
                     f"warm round {r + 1} {side:6s} p50={s['p50']:.3f} ms "
@@ -380,14 +387,10 @@ def replay_sides(
             for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
                 if errors:
                     return stats
-                result = replay(
-                    "127.0.0.1", server.port, raws[side], cfg.warm_requests, warmup=cfg.warm_warmup
-                )
-                err = replay_error(result)
-                if err is not None:
+                s, err = replay_stats(server.port, raws[side], cfg.warm_requests, cfg.warm_warmup)
+                if s is None:
                     errors[side] = f"round {r + 1}: {err}"
                     return stats
-                s = summarize(result.latencies_ms)
                 stats[side].append(s)
                 log(f"{label} round {r + 1} {side:7s} p50={s['p50']:.3f} ms p99={s['p99']:.3f} ms")
     return stats
@@ -668,12 +671,10 @@ def bench_urls(cfg: Config, server: LaminaServer, tmp: Path, *, pin: bool = True
                 if errors:
                     break
                 port, req = requests[side]
-                result = replay("127.0.0.1", port, req.raw, cfg.warm_requests, warmup=cfg.warm_warmup)
-                err = replay_error(result)
-                if err is not None:
+                s, err = replay_stats(port, req.raw, cfg.warm_requests, cfg.warm_warmup)
+                if s is None:
                     errors[side] = f"round {r + 1}: {err}"
                     break
-                s = summarize(result.latencies_ms)
                 stats[side].append(s)
                 log(f"urls round {r + 1} {side:6s} p50={s['p50']:.3f} ms p99={s['p99']:.3f} ms")
     for fig, key in ((p50, "p50"), (p99, "p99")):
@@ -1225,15 +1226,11 @@ def runtime_warm_rounds(
                     continue
                 tree = process_tree(server_pid) if server_pid else []
                 before = cpu_ns(tree)
-                result = replay(
-                    "127.0.0.1", server.port, raws[side], cfg.warm_requests, warmup=cfg.warm_warmup
-                )
+                s, err = replay_stats(server.port, raws[side], cfg.warm_requests, cfg.warm_warmup)
                 after = cpu_ns(tree)
-                err = replay_error(result)
-                if err is not None:
+                if s is None:
                     errors[side] = f"round {r + 1}: {err}"
                     continue
-                s = summarize(result.latencies_ms)
                 warm[side].append(s["p50"])
                 invokes = cfg.warm_requests + cfg.warm_warmup
                 spent = {p: after[p] - before[p] for p in after}
