@@ -452,6 +452,27 @@ def handler(event, context):
 """
 
 
+def test_init_runs_without_the_cpu_quota_the_invocations_then_get(
+    lam: Any, hostile: LaminaServer, echo: str
+) -> None:
+    """AWS gives an on-demand INIT a whole vCPU (burst CPU, up to its 10 s) and the handler its
+    MemorySize's share: read from inside, at import time and in the handler."""
+    source = (
+        LIMITS
+        + "\nAT_INIT = cgroup_file('cpu', 'cpu.cfs_quota_us')\n"
+        + (
+            "def handler(event, context):\n"
+            "    return {'init': AT_INIT, 'invoke': cgroup_file('cpu', 'cpu.cfs_quota_us')}\n"
+        )
+    )
+    name = create_function(lam, source, MemorySize=128)
+    _, body = invoke(lam, name)
+    if body["invoke"] is None:
+        pytest.skip("no cgroup v1 cpu hierarchy on this host (v2 is covered by the unit tests)")
+    assert body == {"init": "-1", "invoke": str(128 * 100000 // 1769)}
+    assert_server_fine(lam, hostile, echo)
+
+
 def test_limits_inside_an_environment(lam: Any, hostile: LaminaServer, echo: str) -> None:
     small = create_function(lam, LIMITS, MemorySize=128)
     big = create_function(lam, LIMITS, MemorySize=3538, EphemeralStorage={"Size": 1024})

@@ -214,6 +214,22 @@ def test_a_claimed_spares_limit_changes_with_its_function(tmp_path: Path, versio
         assert limits(env)["cpu"][0] == min(memory_mb * CFS_PERIOD_US // 1769, 2 * CFS_PERIOD_US)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_init_burst_runs_without_a_cpu_quota_until_capped(tmp_path: Path, version: int) -> None:
+    """On-demand INIT runs on a whole CPU (AWS's burst); ``cap_cpu`` then sets MemorySize's share."""
+    groups = setup(fake_cgroupfs(tmp_path, version=version), version)
+    env = groups.create("env")
+    quota_file = env.path / "cpu.max" if version == 2 else env.cpu / "cpu.cfs_quota_us"  # type: ignore[operator]
+    env.set_limit(128, cpu_capped=False)
+    memory_file = env.path / ("memory.max" if version == 2 else "memory.limit_in_bytes")
+    assert int(memory_file.read_text()) == 128 * MB  # memory is limited from the start all the same
+    assert quota_file.read_text().split()[0] == ("max" if version == 2 else "-1")
+    env.cap_cpu()
+    assert limits(env)["cpu"] == (128 * CFS_PERIOD_US // 1769, CFS_PERIOD_US)
+    env.set_limit(128)  # already capped for this size: nothing changes
+    assert limits(env)["cpu"] == (128 * CFS_PERIOD_US // 1769, CFS_PERIOD_US)
+
+
 def test_without_swap_accounting_the_limit_is_still_set(tmp_path: Path) -> None:
     for version in (1, 2):
         groups = setup(fake_cgroupfs(tmp_path / str(version), version=version, swap=False), version)

@@ -149,6 +149,7 @@ class EnvCgroup:
         self.cpu = cpu  # the group holding the CFS quota (v1: cpu hierarchy; v2: path)
         self.cpus = cpus
         self.limit_mb: int | None = None  # None: no limit of its own
+        self.cpu_mb: int | None = None  # the MemorySize the CPU quota is for; None: no quota
         self._peak_fd: int | None = None
         self._peak_name = "memory.max_usage_in_bytes" if version is CgroupVersion.V1 else "memory.peak"
         if version is CgroupVersion.V2 and not (path / "memory.peak").exists():
@@ -178,26 +179,38 @@ class EnvCgroup:
         except (OSError, ValueError):
             return None
 
-    def set_limit(self, memory_mb: int) -> None:
-        """Limit the group to ``memory_mb``: no write if it already is (~50 us of writes if not)."""
-        if memory_mb == self.limit_mb:
-            return
-        limit = str(memory_mb * 1024 * 1024).encode()
-        if self.version is CgroupVersion.V2:
-            names = ["memory.max"]
-        else:  # memsw may never be below the memory limit: lower memory first, raise it last
-            names = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"][: 2 if self._memsw else 1]
-            if self.limit_mb is not None and memory_mb > self.limit_mb:
-                names.reverse()
-        for name in names:
-            _write(self.path / name, limit)
-        if self.cpu is not None:
-            quota = cpu_quota_us(memory_mb, self.cpus)
+    def set_limit(self, memory_mb: int, *, cpu_capped: bool = True) -> None:
+        """Limit the group to ``memory_mb`` (no write if it already is: ~50 us of writes if not),
+        and its CPU to that MemorySize's share -- or, with ``cpu_capped=False``, not yet (the burst
+        of an on-demand INIT, capped by ``cap_cpu`` once it is over)."""
+        if memory_mb != self.limit_mb:
+            limit = str(memory_mb * 1024 * 1024).encode()
             if self.version is CgroupVersion.V2:
-                _write(self.cpu / "cpu.max", f"{quota} {CFS_PERIOD_US}".encode())
-            else:
-                _write(self.cpu / "cpu.cfs_quota_us", str(quota).encode())
-        self.limit_mb = memory_mb
+                names = ["memory.max"]
+            else:  # memsw may never be below the memory limit: lower memory first, raise it last
+                names = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"][: 2 if self._memsw else 1]
+                if self.limit_mb is not None and memory_mb > self.limit_mb:
+                    names.reverse()
+            for name in names:
+                _write(self.path / name, limit)
+            self.limit_mb = memory_mb
+        self._set_cpu(memory_mb if cpu_capped else None)
+
+    def cap_cpu(self) -> None:
+        """The CPU quota of the group's MemorySize, from now on (no write if it is already on)."""
+        if self.limit_mb is not None:
+            self._set_cpu(self.limit_mb)
+
+    def _set_cpu(self, memory_mb: int | None) -> None:
+        if self.cpu is None or memory_mb == self.cpu_mb:
+            return
+        if self.version is CgroupVersion.V2:
+            quota = "max" if memory_mb is None else str(cpu_quota_us(memory_mb, self.cpus))
+            _write(self.cpu / "cpu.max", f"{quota} {CFS_PERIOD_US}".encode())
+        else:
+            quota = "-1" if memory_mb is None else str(cpu_quota_us(memory_mb, self.cpus))
+            _write(self.cpu / "cpu.cfs_quota_us", quota.encode())
+        self.cpu_mb = memory_mb
 
     def oom_killed(self) -> bool:
         """Did the kernel's OOM killer act in this group (or did it hit its limit)?"""

@@ -445,7 +445,7 @@ class PythonEngine:
         """A claimed process sent its function and through INIT (the caller handles a failed INIT)."""
         evicted = self._admit(spec.memory_mb)  # raises the throttle: nothing to undo yet
         try:
-            proc = await self._claim(spec, evicted)
+            proc = await self._claim(spec, evicted, init_burst=not provisioned)
         except BaseException:
             self._admitted_mb -= spec.memory_mb
             raise
@@ -459,6 +459,8 @@ class PythonEngine:
         self._envs[env.id] = env
         try:
             result = await env.specialise(init_config(env), init_timeout_s=timeout_s)
+            if proc.cgroup is not None:
+                proc.cgroup.cap_cpu()  # INIT is over: its CPU burst too
         except (PlatformError, OSError) as exc:
             self._destroy(env)
             raise AwsError("ServiceException", f"Cannot start an execution environment: {exc}") from exc
@@ -481,7 +483,9 @@ class PythonEngine:
     def _spare_pool(self, spec: EnvironmentSpec) -> SparePool:
         return self._isolated_spares if spec.network == NETWORK_NONE else self._spares
 
-    async def _claim(self, spec: EnvironmentSpec, evicted: list[Environment]) -> EnvProcess:
+    async def _claim(
+        self, spec: EnvironmentSpec, evicted: list[Environment], *, init_burst: bool
+    ) -> EnvProcess:
         """A spare (or a new process) limited to the function's MemorySize."""
         if evicted:
             # Their memory is free once they have exited (SIGKILL: a millisecond or so; up to 2 s
@@ -496,7 +500,10 @@ class PythonEngine:
             raise AwsError("ServiceException", f"Cannot start an execution environment: {exc}") from exc
         try:
             if proc.cgroup is not None:
-                proc.cgroup.set_limit(spec.memory_mb)
+                # On-demand INIT runs on a whole CPU, as AWS's does (burst CPU, up to its 10 s);
+                # the MemorySize's share applies from the first invoke (``_spawn``), and to
+                # provisioned environments from the start, as AWS gives them no burst.
+                proc.cgroup.set_limit(spec.memory_mb, cpu_capped=not init_burst)
         except OSError as exc:
             self._discard(proc)
             raise AwsError("ServiceException", f"Cannot create an execution environment: {exc}") from exc
@@ -551,8 +558,9 @@ class PythonEngine:
             if self._cgroups is not None:
                 cgroup = self._cgroups.create(proc_id)
                 # The likeliest MemorySize now, so that claiming it needs no write.  (A spare
-                # runs no user code: any limit above its few MB is as safe as none.)
-                cgroup.set_limit(self._memory_mb)
+                # runs no user code: any limit above its few MB is as safe as none; and no CPU
+                # quota, as an on-demand INIT has none either.)
+                cgroup.set_limit(self._memory_mb, cpu_capped=False)
         except OSError:
             if cgroup is not None:
                 cgroup.remove()
