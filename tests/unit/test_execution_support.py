@@ -25,11 +25,11 @@ REGION = "us-east-1"
 
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    try:  # the process may go between open and read: ESRCH then, not ENOENT
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
         return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return state != "Z"
 
 
 def host_pid(engine: PythonEngine, outcome: InvocationOutcome) -> int:
