@@ -521,7 +521,7 @@ def state(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError  # ENOENT, or ESRCH if it goes mid-read:
+    except OSError:  # ENOENT, or ESRCH if it goes mid-read
         return "gone"
 def handler(event, context):
     told, tell = os.pipe()  # the orphan's pid, to us
