@@ -564,6 +564,34 @@ def test_an_environment_has_its_own_pid_namespace_whose_init_reaps_orphans(
     assert_server_fine(lam, hostile, echo)
 
 
+KERNEL_SURFACE = """
+import ctypes, errno, os, subprocess
+LIBC = ctypes.CDLL(None, use_errno=True)
+def attempt(name, *args):
+    ctypes.set_errno(0)
+    ok = getattr(LIBC, name)(*args) >= 0
+    return "ok" if ok else errno.errorcode[ctypes.get_errno()]
+def handler(event, context):
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return {
+        "user_namespace": attempt("unshare", 0x10000000),  # CLONE_NEWUSER: root inside it
+        "keyring": attempt("syscall", 250 if os.uname().machine == "x86_64" else 219, 1, 0, 0, 0, 0),
+        "seccomp": status["Seccomp"].strip(),
+        "subprocess": subprocess.run(["/bin/sh", "-c", "echo fine"], capture_output=True, text=True).stdout,
+    }
+"""
+
+
+def test_the_kernels_riskiest_interfaces_are_refused(lam: Any, hostile: LaminaServer, echo: str) -> None:
+    """Namespaces (this host lets any user make a user namespace), the keyring: refused by the
+    environment's seccomp filter; ordinary processes still work."""
+    name = create_function(lam, KERNEL_SURFACE)
+    _, body = invoke(lam, name)
+    expected = {"user_namespace": "EPERM", "keyring": "EPERM", "seccomp": "2", "subprocess": "fine\n"}
+    assert body == expected, body
+    assert_server_fine(lam, hostile, echo)
+
+
 def test_the_hosts_root_filesystem_is_read_only(lam: Any, hostile: LaminaServer, echo: str) -> None:
     name = create_function(
         lam,

@@ -55,6 +55,16 @@ import types
 from json.decoder import JSONDecoder
 from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 
+# The runtime's own modules sit beside this file (lamina_*.py).  Run as a script its dir is
+# sys.path[0] already; imported by path (tests) it is not.  Imported here, at start-up: the
+# environment's sandbox may not show this dir any more by the time they run.
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+if _RUNTIME_DIR not in sys.path:
+    sys.path.insert(0, _RUNTIME_DIR)
+import lamina_seccomp  # noqa: E402
+
+SECCOMP = lamina_seccomp.for_host()  # built once, here in the zygote: each environment installs it
+
 # The frame codec is duplicated in lamina/execution/channel.py: this file cannot import lamina.
 # A unit test checks both sides agree.  Frame: !II (JSON header length, payload length), the
 # JSON header, then the raw payload bytes (never re-encoded).
@@ -1085,6 +1095,10 @@ def run_environment(spawn_cfg, chan_fd, log_fd, state, libc, stdlib_paths, prelo
     try:
         private = specialise(cfg, libc, sandbox, stdlib_paths, preloaded)
         drop_privileges(libc, spawn_cfg)
+        if spawn_cfg.get("seccomp"):  # last: mounts and the privilege drop need what it refuses
+            if isinstance(SECCOMP, Exception):
+                raise SECCOMP  # fail closed: no environment without the filter it was promised
+            SECCOMP.install(libc)
     except Exception as exc:
         chan.write({"t": "fail", "error": f"{type(exc).__name__}: {exc}"})
         return 70
