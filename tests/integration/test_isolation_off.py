@@ -18,8 +18,10 @@ from .conftest import LaminaServer, create_function
 PROBE = """
 import os
 def handler(event, context):
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
     return {"pid": os.getpid(), "uid": os.getuid(), "root": sorted(os.listdir("/")),
-            "netns": os.readlink("/proc/self/ns/net"), "mntns": os.readlink("/proc/self/ns/mnt")}
+            "netns": os.readlink("/proc/self/ns/net"), "mntns": os.readlink("/proc/self/ns/mnt"),
+            "seccomp": status["Seccomp"].strip()}
 """
 
 
@@ -42,9 +44,9 @@ def probe(lam: Any) -> dict[str, Any]:
 def test_isolation_off_runs_plain_processes(plain: LaminaServer, lam: Any) -> None:
     isolated = probe(lam)  # the default server
     bare = probe(plain.client())
-    assert isolated["pid"] == 2 and isolated["uid"] != 0
+    assert isolated["pid"] == 2 and isolated["uid"] != 0 and isolated["seccomp"] == "2"
     assert isolated["mntns"] != os.readlink("/proc/self/ns/mnt")
-    assert bare["pid"] != 2 and bare["uid"] == os.getuid()
+    assert bare["pid"] != 2 and bare["uid"] == os.getuid() and bare["seccomp"] == "0"
     assert bare["mntns"] == os.readlink("/proc/self/ns/mnt")  # the host's mounts, the host's root
     assert bare["netns"] == os.readlink("/proc/self/ns/net")
     assert sorted(os.listdir("/")) == bare["root"]
