@@ -113,7 +113,11 @@ class Platform:
         live = set().union(*(t.live_code() for t in tenants))
         await asyncio.to_thread(self.code.remove_orphans, live)
         self.metrics_http = MetricsEndpoint(
-            root.metrics.registry, self.verifier, shared.metrics_token or "", registry_for=self._registry_for
+            root.metrics.registry,
+            self.verifier,
+            shared.metrics_token or "",
+            registry_for=self._registry_for,
+            every_account=lambda: [(t.account_id, t.metrics.registry) for t in self.accounts.tenants()],
         )
         self.cloudwatch = CloudWatchEndpoint(
             root.metrics.cloudwatch_api, self.verifier, api_for=self._cloudwatch_for

@@ -129,6 +129,40 @@ def test_same_name_functions_in_two_accounts_are_independent(srv: LaminaServer) 
     assert code == "ResourceNotFoundException" and acc["account_id"] in message
 
 
+def scrape_metrics(srv: LaminaServer, headers: dict[str, str]) -> str:
+    req = urllib.request.Request(f"{srv.endpoint}/metrics", headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return str(r.read().decode())
+
+
+def invocations(text: str, name: str) -> dict[str, str]:
+    """account_id (or "-") -> the lamina_invocations_total sample of function ``name``."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("lamina_invocations_total{") and f'function_name="{name}"' in line:
+            account = line.split('account_id="', 1)[1].split('"', 1)[0] if "account_id=" in line else "-"
+            found[account] = line.rsplit(" ", 1)[1]
+    return found
+
+
+def test_the_operators_metrics_token_sees_every_account_a_signer_its_own(srv: LaminaServer) -> None:
+    acc = create_account(srv, unique("metrics"))
+    root, lam_a = srv.client(), client_of(srv, acc)
+    name = unique("counted")
+    for client, times in ((root, 1), (lam_a, 2)):
+        create_function(client, CODE % "x", name=name)
+        client.get_waiter("function_active_v2").wait(FunctionName=name)
+        for _ in range(times):
+            invoke_json(client, name)
+    token = (srv.data_dir / "metrics-token").read_text().strip()
+    every = invocations(scrape_metrics(srv, {"Authorization": f"Bearer {token}"}), name)
+    assert every == {ROOT_ACCOUNT: "1", acc["account_id"]: "2"}
+    signed = AWSRequest(method="GET", url=f"{srv.endpoint}/metrics")
+    credentials = Credentials(acc["access_key_id"], acc["secret_access_key"])
+    SigV4Auth(credentials, "monitoring", REGION).add_auth(signed)
+    assert invocations(scrape_metrics(srv, dict(signed.headers.items())), name) == {"-": "2"}
+
+
 def test_layers_and_schedules_are_per_account(srv: LaminaServer) -> None:
     acc = create_account(srv, unique("layers"))
     root, lam_a = srv.client(), client_of(srv, acc)

@@ -113,6 +113,28 @@ def test_exposition_is_valid_and_complete() -> None:
     assert "lamina_dead_letter_errors_total" not in types  # a family with nothing to say is left out
 
 
+def test_every_accounts_series_in_one_valid_exposition() -> None:
+    """The operator's view: each family once, every sample with its account_id -- the same
+    function name in two accounts is two series, not one."""
+    root, other = MetricsRegistry(), MetricsRegistry()
+    root.series(ARN, "$LATEST").done(1.0, None, False)
+    other_arn = ARN.replace("123456789012", "210987654321")
+    for _ in range(3):
+        other.series(other_arn, "$LATEST").done(2.0, 50.0, True)
+    other.provisioned = lambda: [("us-east-1", "fn", "live", 1, 2)]
+    text = prometheus.render_all([("123456789012", root), ("210987654321", other)]).decode()
+    _, samples = parse(text)  # parse refuses a family declared twice
+    assert value(samples, "lamina_invocations_total", account_id="123456789012", function_name="fn") == 1
+    assert value(samples, "lamina_invocations_total", account_id="210987654321", function_name="fn") == 3
+    assert value(samples, "lamina_errors_total", account_id="210987654321") == 3
+    assert value(samples, "lamina_duration_seconds_count", account_id="123456789012") == 1
+    assert value(samples, "lamina_provisioned_concurrency_utilization", account_id="210987654321") == 0.5
+    assert all("account_id" in labels for rows in samples.values() for labels, _ in rows)
+    # One account's own view is unchanged: no account label
+    _, own = parse(prometheus.render(other).decode())
+    assert all("account_id" not in labels for rows in own.values() for labels, _ in rows)
+
+
 def test_empty_registry_renders_an_empty_valid_page() -> None:
     assert parse(prometheus.render(MetricsRegistry()).decode()) == ({}, {})
 
@@ -159,6 +181,27 @@ def test_bearer_token_or_sigv4_is_required() -> None:
     assert _call(ep, dict(forged.headers.items()))[0] == 401
 
 
+def test_the_token_sees_every_account_and_a_signer_only_its_own() -> None:
+    mine, theirs = MetricsRegistry(), MetricsRegistry()
+    mine.series(ARN, "$LATEST").done(1.0, None, False)
+    theirs.series(ARN.replace("123456789012", "210987654321"), "$LATEST").done(1.0, None, False)
+    ep = MetricsEndpoint(
+        mine,
+        SigV4Verifier({"AKID": "SECRET", "THEIRS": "S2"}),
+        "tok3n",
+        registry_for={"AKID": mine, "THEIRS": theirs}.get,
+        every_account=lambda: [("123456789012", mine), ("210987654321", theirs)],
+    )
+    _, _, body = _call(ep, {"Host": "h", "Authorization": "Bearer tok3n"})
+    assert b'account_id="123456789012"' in body and b'account_id="210987654321"' in body
+    signed = AWSRequest(method="GET", url="http://h/metrics", headers={"Host": "h"})
+    SigV4Auth(Credentials("THEIRS", "S2"), "monitoring", "us-east-1").add_auth(signed)
+    status, _, body = _call(ep, dict(signed.headers.items()))
+    _, samples = parse(body.decode())
+    assert status == 200 and [lb["function_name"] for lb, _ in samples["lamina_invocations_total"]] == ["fn"]
+    assert b"account_id" not in body and prometheus.render(theirs) == body
+
+
 def test_prometheus_clients_own_parser_reads_it() -> None:
     """Where prometheus_client is installed (it is not a lamina dependency), its parser agrees."""
     parser = pytest.importorskip("prometheus_client.parser")
@@ -173,3 +216,7 @@ def test_prometheus_clients_own_parser_reads_it() -> None:
     assert families["lamina_duration_seconds"].type == "histogram"
     assert families["lamina_invocations"].samples[0].value == 1
     assert families["lamina_provisioned_concurrency_utilization"].samples[0].value == 0.5
+    every = prometheus.render_all([("123456789012", r), ("210987654321", r)]).decode()
+    families = {f.name: f for f in parser.text_string_to_metric_families(every)}
+    accounts = {s.labels["account_id"] for s in families["lamina_invocations"].samples}
+    assert accounts == {"123456789012", "210987654321"}

@@ -6,6 +6,9 @@ Prometheus scrapers cannot sign SigV4, so the endpoint takes ``Authorization: Be
 (mode 0600 from the moment it exists, like ``credentials.json``).  A request signed with the
 server's credentials (SigV4, header or pre-signed URL) is accepted too.  The token is never
 logged or echoed; comparisons are constant-time.
+
+What a scrape shows: the token is the operator's, so it shows every account's series, each
+sample labelled ``account_id``; a signed scrape shows the signer's own account's, unlabelled.
 """
 
 from __future__ import annotations
@@ -69,11 +72,14 @@ class MetricsEndpoint:
         token: str,
         *,
         registry_for: Callable[[str], MetricsRegistry | None] | None = None,
+        every_account: Callable[[], list[tuple[str, MetricsRegistry]]] | None = None,
     ) -> None:
-        """``registry_for``: a signed request sees the registry of the signer's account (the bearer
-        token is the operator's: ``registry``); None: every signer sees ``registry``."""
+        """``registry_for``: a signed request sees the registry of the signer's account; None:
+        every signer sees ``registry``.  ``every_account``: (account id, registry) of each account,
+        what the operator's bearer token sees; None: it sees ``registry``."""
         self._registry = registry
         self._registry_for = registry_for
+        self._every_account = every_account
         self._verifier = verifier
         self._token = token.encode()
 
@@ -82,31 +88,37 @@ class MetricsEndpoint:
     ) -> tuple[int, Headers, bytes]:
         if method != "GET":
             return _plain(405, b"only GET is allowed on /metrics\n", [(b"allow", b"GET")])
-        registry = self._authorised(method, raw_path, raw_query, headers, hmap)
-        if registry is None:
+        render = self._authorised(method, raw_path, raw_query, headers, hmap)
+        if render is None:
             return _plain(
                 401,
                 b"unauthorized: send 'Authorization: Bearer <token>' (docs/metrics.md) or sign with SigV4\n",
                 [(b"www-authenticate", b'Bearer realm="lamina metrics"')],
             )
-        body = prometheus.render(registry)
-        return 200, [(b"content-type", prometheus.CONTENT_TYPE.encode())], body
+        return 200, [(b"content-type", prometheus.CONTENT_TYPE.encode())], render()
 
     def _authorised(
         self, method: str, raw_path: bytes, raw_query: bytes, headers: Headers, hmap: Mapping[bytes, bytes]
-    ) -> MetricsRegistry | None:
-        """The registry the caller may read, or None (refused)."""
+    ) -> Callable[[], bytes] | None:
+        """What the caller may read (the exposition, to render), or None (refused)."""
         auth = hmap.get(b"authorization", b"")
         scheme, _, credentials = auth.partition(b" ")
         if scheme.lower() == b"bearer":
-            return self._registry if hmac.compare_digest(credentials.strip(), self._token) else None
+            if not hmac.compare_digest(credentials.strip(), self._token):
+                return None
+            every = self._every_account
+            if every is None:
+                return lambda: prometheus.render(self._registry)
+            return lambda: prometheus.render_all(every())
         if not auth and b"X-Amz-Signature" not in raw_query:
             return None
         try:
             identity = self._verifier.verify(method, raw_path, raw_query, headers, b"")
         except AwsError:
             return None
-        return self._registry if self._registry_for is None else self._registry_for(identity.access_key_id)
+        lookup = self._registry_for
+        registry = self._registry if lookup is None else lookup(identity.access_key_id)
+        return None if registry is None else lambda: prometheus.render(registry)
 
 
 def _plain(status: int, body: bytes, extra: Headers) -> tuple[int, Headers, bytes]:

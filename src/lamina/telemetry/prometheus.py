@@ -5,6 +5,10 @@ the invoke path never formats anything.  Durations and ages are converted to sec
 base unit).  A family lists the series it is about: invocation families every series that was
 invoked or throttled, async families every series with async events, delivery failures the series
 that have any, iterator age the series an event source fed.
+
+One account's registry renders as is (what an account's own signed scrape sees); several (the
+operator's scrape: every account's) render as one exposition, each family once, every sample
+labelled with its ``account_id``.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def _labels(s: Series) -> str:
+def _labels(prefix: str, s: Series) -> str:
     k = s.key
     return (
-        f'region="{_escape(k.region)}",function_name="{_escape(k.function_name)}",'
+        f'{prefix}region="{_escape(k.region)}",function_name="{_escape(k.function_name)}",'
         f'resource="{_escape(k.resource)}",executed_version="{_escape(k.executed_version)}"'
     )
+
+
+Row = tuple[str, Series]  # (the series' labels, the series)
 
 
 class _Writer:
@@ -55,9 +62,9 @@ class _Writer:
         self.sample(f"{name}_count", labels, dist.count)
 
 
-def _config_labels(region: str, name: str, qualifier: str) -> str:
+def _config_labels(prefix: str, region: str, name: str, qualifier: str) -> str:
     resource = _escape(f"{name}:{qualifier}")
-    return f'region="{_escape(region)}",function_name="{_escape(name)}",resource="{resource}"'
+    return f'{prefix}region="{_escape(region)}",function_name="{_escape(name)}",resource="{resource}"'
 
 
 def _invoked(s: Series) -> bool:
@@ -70,7 +77,7 @@ def _async(s: Series) -> bool:
     )
 
 
-def _counters(w: _Writer, series: list[Series]) -> None:
+def _counters(w: _Writer, series: list[Row]) -> None:
     table: list[tuple[str, str, Callable[[Series], bool], Callable[[Series], int]]] = [
         ("lamina_invocations_total", "Invocations run (AWS/Lambda Invocations).", _invoked,
          lambda s: s.invocations),
@@ -90,63 +97,74 @@ def _counters(w: _Writer, series: list[Series]) -> None:
          lambda s: s.destination_failures > 0, lambda s: s.destination_failures),
     ]  # fmt: skip
     for name, help_text, shown, value in table:
-        rows = [s for s in series if shown(s)]
+        rows = [(labels, s) for labels, s in series if shown(s)]
         if rows:
             w.family(name, "counter", help_text)
-            for s in rows:
-                w.sample(name, _labels(s), value(s))
-    dropped = [s for s in series if _async(s)]
+            for labels, s in rows:
+                w.sample(name, labels, value(s))
+    dropped = [(labels, s) for labels, s in series if _async(s)]
     if dropped:
         name = "lamina_async_events_dropped_total"
         w.family(name, "counter", "Async events discarded without success (AWS/Lambda AsyncEventsDropped).")
-        for s in dropped:
-            w.sample(name, _labels(s) + ',reason="EventAgeExceeded"', s.dropped_age)
-            w.sample(name, _labels(s) + ',reason="RetriesExhausted"', s.dropped_retries)
+        for labels, s in dropped:
+            w.sample(name, labels + ',reason="EventAgeExceeded"', s.dropped_age)
+            w.sample(name, labels + ',reason="RetriesExhausted"', s.dropped_retries)
 
 
-def _histograms(w: _Writer, series: list[Series]) -> None:
-    table: list[tuple[str, str, Iterable[Series], Callable[[Series], Distribution]]] = [
+def _histograms(w: _Writer, series: list[Row]) -> None:
+    table: list[tuple[str, str, Callable[[Series], bool], Callable[[Series], Distribution]]] = [
         ("lamina_duration_seconds", "Time the function ran per invocation (AWS/Lambda Duration).",
-         [s for s in series if _invoked(s)], lambda s: s.duration),
+         _invoked, lambda s: s.duration),
         ("lamina_init_duration_seconds", "Init phase of cold starts (the REPORT line's Init Duration).",
-         [s for s in series if _invoked(s)], lambda s: s.init_duration),
+         _invoked, lambda s: s.init_duration),
         ("lamina_async_event_age_seconds", "Time from an async event's acceptance to each run of it "
-         "(AWS/Lambda AsyncEventAge).", [s for s in series if _async(s)], lambda s: s.async_age),
+         "(AWS/Lambda AsyncEventAge).", _async, lambda s: s.async_age),
         ("lamina_iterator_age_seconds", "Age of the last record of each event source batch "
-         "(AWS/Lambda IteratorAge).", [s for s in series if s.iterator_age.count], lambda s: s.iterator_age),
+         "(AWS/Lambda IteratorAge).", lambda s: s.iterator_age.count > 0, lambda s: s.iterator_age),
     ]  # fmt: skip
-    for name, help_text, rows, dist in table:
-        rows = list(rows)
+    for name, help_text, shown, dist in table:
+        rows = [(labels, s) for labels, s in series if shown(s)]
         if rows:
             w.family(name, "histogram", help_text)
-            for s in rows:
-                w.histogram(name, _labels(s), dist(s))
+            for labels, s in rows:
+                w.histogram(name, labels, dist(s))
 
 
 def render(registry: MetricsRegistry) -> bytes:
-    series = list(registry.all())
+    """One account's series (no account label)."""
+    return render_accounts([("", registry)])
+
+
+def render_all(registries: Iterable[tuple[str, MetricsRegistry]]) -> bytes:
+    """Every account's series: (account id, its registry) each; samples say their account_id."""
+    return render_accounts([(f'account_id="{_escape(account)}",', reg) for account, reg in registries])
+
+
+def render_accounts(registries: list[tuple[str, MetricsRegistry]]) -> bytes:
+    """``registries``: (label prefix, registry) each."""
+    series = [(_labels(prefix, s), s) for prefix, registry in registries for s in registry.all()]
     w = _Writer()
     _counters(w, series)
     _histograms(w, series)
-    running = [s for s in series if _invoked(s)]
+    running = [(labels, s) for labels, s in series if _invoked(s)]
     if running:
         name = "lamina_concurrent_executions"
         w.family(name, "gauge", "Invocations in flight now (AWS/Lambda ConcurrentExecutions).")
-        for s in running:
-            w.sample(name, _labels(s), s.running)
-    usage = registry.provisioned()
+        for labels, s in running:
+            w.sample(name, labels, s.running)
+    usage = [(prefix, *row) for prefix, registry in registries for row in registry.provisioned()]
     if usage:
         util, busy = "lamina_provisioned_concurrency_utilization", "lamina_provisioned_concurrent_executions"
         w.family(util, "gauge", "Provisioned environments busy / allocated, per config "
                  "(AWS/Lambda ProvisionedConcurrencyUtilization).")  # fmt: skip
-        for region, name, qualifier, in_use, allocated in usage:
-            labels = _config_labels(region, name, qualifier)
+        for prefix, region, name, qualifier, in_use, allocated in usage:
+            labels = _config_labels(prefix, region, name, qualifier)
             w.sample(util, labels, in_use / allocated if allocated else 0.0)
         w.family(
             busy, "gauge", "Provisioned environments busy now (AWS/Lambda ProvisionedConcurrentExecutions)."
         )
-        for region, name, qualifier, in_use, _ in usage:
-            labels = _config_labels(region, name, qualifier)
+        for prefix, region, name, qualifier, in_use, _ in usage:
+            labels = _config_labels(prefix, region, name, qualifier)
             w.sample(busy, labels, in_use)
     w.lines.append("")
     return "\n".join(w.lines).encode()
