@@ -21,7 +21,17 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from .conftest import ACCESS_KEY, REGION, SECRET_KEY, LaminaServer, create_function, make_zip, unique
+from .conftest import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    LaminaServer,
+    create_function,
+    log_messages,
+    make_zip,
+    unique,
+    wait_for_log,
+)
 
 ROOT_ACCOUNT = "123456789012"
 CODE = "def handler(event, context):\n    return {'who': %r, 'arn': context.invoked_function_arn}\n"
@@ -393,3 +403,44 @@ def test_async_invokes_run_and_log_in_their_own_account(srv: LaminaServer) -> No
     with pytest.raises(ClientError) as exc:  # the root's function of that name never ran
         srv.client("logs").filter_log_events(logGroupName=group)
     assert error_of(exc)[0] == "ResourceNotFoundException"
+
+
+def until(predicate: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_a_destination_in_another_account_needs_its_resource_policy(srv: LaminaServer) -> None:
+    """AWS's cross-account destinations: another account's function receives the record only once
+    its resource policy lets the source account invoke it; until then the delivery is refused
+    and retried, never lost."""
+    acc = create_account(srv, unique("dest"))
+    root, lam_a = srv.client(), client_of(srv, acc)
+    target = create_function(root, "import json\ndef handler(e, c):\n    print('RECORD ' + json.dumps(e))\n")
+    source = create_function(lam_a, CODE % "source")
+    target_arn = f"arn:aws:lambda:{REGION}:{ROOT_ACCOUNT}:function:{target}"
+    lam_a.put_function_event_invoke_config(
+        FunctionName=source, DestinationConfig={"OnSuccess": {"Destination": target_arn}}
+    )
+    out = lam_a.invoke(FunctionName=source, InvocationType="Event", Payload=b'{"n": 1}')
+    request_id = out["ResponseMetadata"]["RequestId"]
+    until(
+        lambda: any(
+            "destination delivery failed" in line and target_arn in line and "AccessDeniedException" in line
+            for line in srv.logs_text().splitlines()
+        ),
+        "the refused delivery to be logged",
+    )
+    assert not any(request_id in m for m in log_messages(srv.data_dir, f"/aws/lambda/{target}"))
+    root.add_permission(
+        FunctionName=target, StatementId="from-a", Action="lambda:InvokeFunction", Principal=acc["account_id"]
+    )
+    messages = wait_for_log(srv.data_dir, f"/aws/lambda/{target}", request_id)
+    record = json.loads(next(m for m in messages if m.startswith("RECORD "))[len("RECORD ") :])
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["functionArn"].startswith(
+        f"arn:aws:lambda:{REGION}:{acc['account_id']}:function:{source}"
+    )
+    assert record["requestPayload"] == {"n": 1}

@@ -42,6 +42,7 @@ class Accounts:
         self._refreshing = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         root.layers.others = self._layers_of
+        root.route = self.route
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> list[Tenant]:
@@ -129,6 +130,7 @@ class Accounts:
         )
         await tenant.start()
         tenant.layers.others = self._layers_of
+        tenant.route = self.route
         self.by_account[acc.account_id] = tenant
         self.by_key[acc.access_key_id] = tenant
         self._keys[acc.account_id] = acc.access_key_id

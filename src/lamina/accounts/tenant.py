@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lamina.api import aliases as aliases_api
 from lamina.api import concurrency as concurrency_api
@@ -46,6 +47,7 @@ from lamina.events.schedules import ScheduleService
 from lamina.execution.engine import PythonEngine
 from lamina.execution.types import InvocationInput
 from lamina.functions.aliases import AliasService
+from lamina.functions.arns import parse_function_ref
 from lamina.functions.codestore import CodeStore
 from lamina.functions.concurrency import ConcurrencyService
 from lamina.functions.event_invoke import EventInvokeService
@@ -92,6 +94,9 @@ class Shared:
     account_of: Callable[[str], str | None]  # access key id -> account id (AWS_IAM function URLs)
 
 
+Route = Callable[["Tenant", str, str, Mapping[str, Any]], "Tenant"]  # (caller, op, region, params)
+
+
 class Tenant:
     """Everything one account owns.  ``start`` does the I/O; ``close`` stops what it started."""
 
@@ -102,6 +107,9 @@ class Tenant:
         self._s = shared
         self.handlers: dict[str, Handler] = {}
         self.json_services: dict[str, JsonService] = {}  # by X-Amz-Target prefix
+        # Which account serves what this one asks of a function ARN (set by the accounts
+        # registry, ``Accounts.route``: another account's only through its resource policy).
+        self.route: Route = lambda caller, _op, _region, _params: caller
         self._started = False
 
     async def start(self) -> None:
@@ -147,10 +155,7 @@ class Tenant:
         limiter = ConcurrencyLimiter(s.account_concurrency)
         # Records to lamina functions go back into the async queue (late-bound: it is built next).
         self.destinations = DeliveryOutbox(
-            self.store,
-            lambda arn, payload: self.invocations.enqueue_arn(arn, payload),
-            sh.remote,
-            self.metrics.registry,
+            self.store, self._record_to_function, sh.remote, self.metrics.registry
         )
         self.invocations = InvocationService(
             functions=self.functions,
@@ -259,6 +264,13 @@ class Tenant:
         self.json_services[EVENTS_TARGET] = EventsService(rules)
         await self.scheduler.load()  # due firings (missed while down) fire from here
         return schedules
+
+    async def _record_to_function(self, arn: str, payload: bytes) -> None:
+        """A destination record for a function: queued as an async invoke in its own account --
+        this one, or another whose resource policy lets this account invoke it (AWS's
+        cross-account destinations); AccessDeniedException otherwise (the outbox retries)."""
+        owner = self.route(self, "Invoke", parse_function_ref(arn).region or "", {"FunctionName": arn})
+        await owner.invocations.enqueue_arn(arn, payload)
 
     def live_code(self) -> set[str]:
         """The code and merged-layer entries this account's functions and layers still use."""

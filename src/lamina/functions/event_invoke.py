@@ -183,7 +183,11 @@ class EventInvokeService:
             ref = parse_function_ref(arn)
         except AwsError as exc:
             raise _invalid(f"The destination ARN {arn} is invalid.") from exc
-        if not self._ours(ref.account) or not self._exists(region, ref.name):
+        if not self._ours(ref.account):
+            # Another account's function: its owner's resource policy decides at delivery time
+            # (cross-account destinations); whether it exists is not this account's to probe.
+            return
+        if not self._exists(region, ref.name):
             raise _invalid(f"The destination ARN {arn} is invalid.")
         if ref.name == name:
             raise _invalid("You can't specify the function as a destination for itself.")
