@@ -1,6 +1,6 @@
-"""_X_AMZN_TRACE_ID per invocation (bootstrap's ``TraceVar``): seen by os.environ, os.getenv, C's
-getenv and subprocesses, as awslambdaric's ``os.environ[...] = ...`` is -- without the memory that
-glibc's setenv keeps for every value it was ever given."""
+"""_X_AMZN_TRACE_ID per invocation (the Python runtime's ``TraceVar``, lamina_rt_invoke.py): seen by
+os.environ, os.getenv, C's getenv and subprocesses, as awslambdaric's ``os.environ[...] = ...`` is --
+without the memory that glibc's setenv keeps for every value it was ever given."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import json
 import subprocess
 import sys
 
-from lamina.execution.engine import BOOTSTRAP
+from tests.unit.python_runtime import RUNTIME_DIR
 
 # In a process of its own: it changes the environment and measures its own memory
 PROBE = """
-import ctypes, importlib.util, json, os, subprocess, sys
-spec = importlib.util.spec_from_file_location("lamina_bootstrap_under_test", sys.argv[1])
-bootstrap = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bootstrap)
+import ctypes, json, os, subprocess, sys
+sys.path.insert(0, sys.argv[1])  # the runtime's dir
+from lamina_rt_invoke import TraceVar
 libc = ctypes.CDLL(None, use_errno=True)
 libc.getenv.restype = ctypes.c_char_p
 def rss_kb():
@@ -23,7 +22,7 @@ def rss_kb():
 def trace(i):
     return "Root=1-%08x-%024x;Parent=%016x;Sampled=0" % (i, i, i)
 mode, count = sys.argv[2], int(sys.argv[3])
-var = bootstrap.TraceVar(libc)
+var = TraceVar(libc)
 for i in range(2000):  # warm up the allocator either way
     var.set(trace(i)) if mode == "trace_var" else os.environ.__setitem__("_X_AMZN_TRACE_ID", trace(i))
 before = rss_kb()
@@ -47,7 +46,7 @@ print(json.dumps({"grown_kb": grown, "seen": seen, "last": trace(count - 1),
 
 
 def run(mode: str, count: int) -> dict[str, object]:
-    argv = [sys.executable, "-c", PROBE, str(BOOTSTRAP), mode, str(count)]
+    argv = [sys.executable, "-c", PROBE, str(RUNTIME_DIR), mode, str(count)]
     out = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))

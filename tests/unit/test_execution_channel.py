@@ -1,9 +1,9 @@
-"""The frame codec is duplicated in the bootstrap (it cannot import lamina): both sides must agree."""
+"""The frame codec is duplicated in the Python runtime (lamina_rt_wire.py: it cannot import lamina):
+both sides must agree."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import socket
 import threading
@@ -16,26 +16,30 @@ import pytest
 
 from lamina.execution import channel, logs
 from lamina.execution.engine import BOOTSTRAP
+from tests.unit.python_runtime import runtime_module
 
 
 @pytest.fixture(scope="module")
-def bootstrap() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lamina_bootstrap_under_test", BOOTSTRAP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def wire() -> ModuleType:
+    return runtime_module("lamina_rt_wire")
 
 
-def test_constants_agree(bootstrap: ModuleType) -> None:
-    assert bootstrap.FRAME_HEADER.format == channel.FRAME_HEADER.format
-    assert bootstrap.SMALL_FRAME == channel.SMALL_FRAME
+@pytest.fixture(scope="module")
+def aws() -> ModuleType:
+    return runtime_module("lamina_rt_aws")
+
+
+def test_constants_agree(wire: ModuleType) -> None:
+    assert wire.FRAME_HEADER.format == channel.FRAME_HEADER.format
+    assert wire.SMALL_FRAME == channel.SMALL_FRAME
+    header = {"t": "invoke", "id": "r-1", "é": [1, None]}
+    assert wire.encode_frame(header, b"x") == channel.encode_frame(header, b"x")
 
 
 @pytest.mark.parametrize("payload", [b"", b'{"a": 1}', bytes(range(256)) * 30000])
-def test_engine_frames_decode_in_bootstrap_and_back(bootstrap: ModuleType, payload: bytes) -> None:
+def test_engine_frames_decode_in_the_runtime_and_back(wire: ModuleType, payload: bytes) -> None:
     ours, theirs = socket.socketpair()
-    env_side = bootstrap.Channel(theirs.detach())
+    env_side = wire.Channel(theirs.detach())
     head, body = channel.encode_frame({"t": "invoke", "id": "r-1", "é": [1, None]}, payload)
 
     def writer() -> None:  # a 7 MB frame does not fit the socket buffer: write while reading
@@ -72,10 +76,10 @@ def test_decoder_handles_split_and_coalesced_frames() -> None:
     assert channel.FrameDecoder().feed(stream) == got
 
 
-def test_env_channel_protocol_over_a_socketpair(bootstrap: ModuleType) -> None:
+def test_env_channel_protocol_over_a_socketpair(wire: ModuleType) -> None:
     async def scenario() -> None:
         ours, theirs = socket.socketpair()
-        env_side = bootstrap.Channel(theirs.detach())
+        env_side = wire.Channel(theirs.detach())
         loop = asyncio.get_running_loop()
         _, proto = await loop.create_unix_connection(channel.EnvChannel, sock=ours)
         env_side.write({"t": "ready"})
@@ -123,7 +127,7 @@ def test_report_and_stream_formats() -> None:
         {"cognito_identity": "{}", "trace_id": "Root=1-a-b"},
     ],
 )
-def test_invoke_header_is_the_generic_encoding(bootstrap: ModuleType, extra: dict[str, str]) -> None:
+def test_invoke_header_is_the_generic_encoding(wire: ModuleType, extra: dict[str, str]) -> None:
     raw = channel.invoke_header('r-\u00e9"1', 1700000000123, "arn:aws:lambda:x", **extra)
     names = {"client_context": "cc", "cognito_identity": "ci", "trace_id": "trace"}
     expected = {"t": "invoke", "id": 'r-é"1', "deadline": 1700000000123, "arn": "arn:aws:lambda:x"}
@@ -131,7 +135,7 @@ def test_invoke_header_is_the_generic_encoding(bootstrap: ModuleType, extra: dic
     head, _ = channel.encode_frame(expected)
     assert raw == head[channel.FRAME_HEADER.size :]
     assert channel.decode_header(raw) == expected
-    assert bootstrap.SCAN(raw.decode(), 0)[0] == expected
+    assert wire.SCAN(raw.decode(), 0)[0] == expected
 
 
 @pytest.mark.parametrize("raw", [b"[1]", b'{"a": 1} x', b"nope", b'{"a": ', b"\xff"])
@@ -155,7 +159,7 @@ def test_decoder_reassembles_a_large_frame_fed_in_pieces() -> None:
     assert got == [({"t": "result"}, payload), ({"n": 2}, b"")]
 
 
-def test_result_encoder_matches_the_awslambdaric_encoder(bootstrap: ModuleType) -> None:
+def test_result_encoder_matches_the_awslambdaric_encoder(aws: ModuleType) -> None:
     value = {
         "d": [Decimal("1.5"), Decimal("2"), Decimal("NaN")],
         "u": "é\u2028😀",
@@ -164,7 +168,7 @@ def test_result_encoder_matches_the_awslambdaric_encoder(bootstrap: ModuleType) 
         "nested": {"t": (1, 2), "b": True},
     }
     for ascii_only in (True, False):
-        fast, plain = bootstrap.ResultEncoder(ascii_only), bootstrap.Encoder(ensure_ascii=ascii_only)
+        fast, plain = aws.ResultEncoder(ascii_only), aws.Encoder(ensure_ascii=ascii_only)
         assert fast.encode(value) == plain.encode(value)
         assert fast.encode("é") == plain.encode("é")
         cyclic: list[object] = []
@@ -176,10 +180,10 @@ def test_result_encoder_matches_the_awslambdaric_encoder(bootstrap: ModuleType) 
         assert fast.encode(value) == plain.encode(value)  # usable after a failure
 
 
-def test_log_pipe_counts_unread_bytes(bootstrap: ModuleType) -> None:
+def test_log_pipe_counts_unread_bytes(wire: ModuleType) -> None:
     read_fd, write_fd = os.pipe()
     try:
-        pipe = bootstrap.LogPipe(write_fd)
+        pipe = wire.LogPipe(write_fd)
         assert pipe.unread() == 0
         os.write(write_fd, b"hello")
         assert pipe.unread() == 5
@@ -191,10 +195,9 @@ def test_log_pipe_counts_unread_bytes(bootstrap: ModuleType) -> None:
 
 
 def test_unicode_escaping_follows_the_runtime() -> None:
-    from lamina.runtimes.python import bootstrap
-
-    assert bootstrap.escapes_unicode("AWS_Lambda_python3.11")
-    assert not bootstrap.escapes_unicode("AWS_Lambda_python3.12")
-    assert not bootstrap.escapes_unicode("AWS_Lambda_python3.13")
-    assert not bootstrap.escapes_unicode("AWS_Lambda_python3.14")
-    assert bootstrap.escapes_unicode("")
+    escapes_unicode = runtime_module("lamina_rt_environment").escapes_unicode
+    assert escapes_unicode("AWS_Lambda_python3.11")
+    assert not escapes_unicode("AWS_Lambda_python3.12")
+    assert not escapes_unicode("AWS_Lambda_python3.13")
+    assert not escapes_unicode("AWS_Lambda_python3.14")
+    assert escapes_unicode("")

@@ -1,6 +1,6 @@
 """Where a function sees its code when the engine asked for /var/task but the process has no
 minimal root to bind it in (an unprivileged server: no mount namespace): every path that named
-/var/task names the code where it is instead (bootstrap's ``task_fallback``).  As root the
+/var/task names the code where it is instead (the Python runtime's ``task_fallback``).  As root the
 /var/task side is covered by test_execution_rootfs.py and tests/integration/test_var_task.py."""
 
 from __future__ import annotations
@@ -11,19 +11,20 @@ import sys
 from pathlib import Path
 
 from lamina.execution import catalog
-from lamina.execution.engine import BOOTSTRAP
 from lamina.execution.environment import TASK_ROOT, function_environment
 from lamina.execution.types import EnvironmentSpec
+from tests.unit.python_runtime import RUNTIME_DIR
 
 # In a process of its own: specialise changes the cwd, os.environ and sys.path
 SPECIALISE = """
-import importlib.util, json, os, sys
-spec = importlib.util.spec_from_file_location("lamina_bootstrap_under_test", sys.argv[1])
-bootstrap = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bootstrap)
+import json, os, sys
+sys.path.insert(0, sys.argv[1])  # the runtime's dir
+from lamina_rt_environment import specialise
+from lamina_rt_sandbox import mount_private
+from lamina_rt_zygote import Preloaded
 cfg = json.loads(sys.argv[2])
-sandbox = bootstrap.mount_private(None, {"namespaces": False})  # what a process without one gets
-bootstrap.specialise(cfg, None, sandbox, [], bootstrap.Preloaded())
+sandbox = mount_private(None, {"namespaces": False})  # what a process without one gets
+specialise(cfg, None, sandbox, [], Preloaded())
 print(json.dumps({"cwd": os.getcwd(), "env": dict(os.environ), "path0": sys.path[0],
                   "task_root": cfg["task_root"]}))
 """
@@ -64,7 +65,7 @@ def test_without_a_minimal_root_the_paths_name_the_code_where_it_is(tmp_path: Pa
         "tmp_dir": str(tmp_path),
     }
     out = subprocess.run(
-        [sys.executable, "-I", "-c", SPECIALISE, str(BOOTSTRAP), json.dumps(cfg)],
+        [sys.executable, "-I", "-c", SPECIALISE, str(RUNTIME_DIR), json.dumps(cfg)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import sys
@@ -20,6 +19,7 @@ from lamina.execution.environment import function_environment
 from lamina.execution.logs import init_report_line, init_start_line, report_line
 from lamina.execution.types import EnvironmentSpec, InvocationOutcome, JsonLogging, LogEvent
 from lamina.model import logging_config as lc
+from tests.unit.python_runtime import runtime_module
 
 RID = "0c90003a-8970-474c-b696-fca5336ef4f5"
 
@@ -283,12 +283,8 @@ def test_init_failure_and_idle_lines() -> None:
 
 # ------------------------------------------------------------------------------ the Python runtime
 @pytest.fixture(scope="module")
-def bootstrap() -> ModuleType:
-    spec_ = importlib.util.spec_from_file_location("lamina_bootstrap_logging", catalog.PYTHON_BOOTSTRAP)
-    assert spec_ is not None and spec_.loader is not None
-    module = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(module)
-    return module
+def aws() -> ModuleType:
+    return runtime_module("lamina_rt_aws")  # awslambdaric's behaviour: records, error lines
 
 
 def records() -> list[logging.LogRecord]:
@@ -310,11 +306,11 @@ def records() -> list[logging.LogRecord]:
     return made
 
 
-def test_json_records_are_awslambdaric_s(bootstrap: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_records_are_awslambdaric_s(aws: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     from awslambdaric.lambda_runtime_log_utils import JsonFormatter as RicFormatter
 
     monkeypatch.setattr(logging.Formatter, "converter", time.gmtime)  # both runtimes set it
-    ours = [bootstrap.JsonFormatter().format(r) for r in records()]
+    ours = [aws.JsonFormatter().format(r) for r in records()]
     theirs = [RicFormatter().format(r) for r in records()]
     assert ours == theirs
     first = json.loads(ours[0])
@@ -323,13 +319,13 @@ def test_json_records_are_awslambdaric_s(bootstrap: ModuleType, monkeypatch: pyt
     assert json.loads(ours[3])["location"] == "/code/app.py:handler:6"
 
 
-def test_json_error_lines(bootstrap: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
-    error = bootstrap.make_error("boom", "ValueError", ['  File "x.py", line 1, in h\n    raise\n'], RID)
-    bootstrap.ErrorLog.json_encoder = bootstrap.ResultEncoder(ensure_ascii=True)
+def test_json_error_lines(aws: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    error = aws.make_error("boom", "ValueError", ['  File "x.py", line 1, in h\n    raise\n'], RID)
+    aws.ErrorLog.json_encoder = aws.ResultEncoder(ensure_ascii=True)
     try:
-        bootstrap.log_error(error)
+        aws.log_error(error)
     finally:
-        bootstrap.ErrorLog.json_encoder = None
+        aws.ErrorLog.json_encoder = None
     line = capsys.readouterr().out
     assert line.endswith("}\n") and line.count("\n") == 1
     assert list(json.loads(line)) == [

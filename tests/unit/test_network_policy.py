@@ -1,12 +1,11 @@
 """The network policy: the tag's rules, the policy registry, and the namespace hand-off between
-the bootstrap's ``isolate_network`` and the engine's ``PrivateNetwork``."""
+the Python runtime's ``isolate_network`` (lamina_rt_environment.py) and the engine's ``PrivateNetwork``."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import fcntl
-import importlib.util
 import os
 import socket
 from types import ModuleType
@@ -14,10 +13,10 @@ from types import ModuleType
 import pytest
 
 from lamina.errors import AwsError
-from lamina.execution.engine import BOOTSTRAP
 from lamina.execution.netns import NETWORK_DEFAULT, NETWORK_NONE, PrivateNetwork
 from lamina.functions.network import NetworkPolicies
 from lamina.functions.tags import check_tags
+from tests.unit.python_runtime import runtime_module
 
 
 def test_the_tag_takes_default_or_none_only() -> None:
@@ -45,12 +44,8 @@ def test_policies_follow_the_tags() -> None:
 
 
 @pytest.fixture(scope="module")
-def bootstrap() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lamina_bootstrap_netns", BOOTSTRAP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def environment() -> ModuleType:
+    return runtime_module("lamina_rt_environment")
 
 
 SIOCGSKNS = 0x894C  # an fd of the network namespace a socket belongs to
@@ -65,7 +60,7 @@ def _socket_netns(sock: socket.socket) -> int:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
-def test_the_listener_and_connections_live_in_the_environments_namespace(bootstrap: ModuleType) -> None:
+def test_the_listener_and_connections_live_in_the_environments_namespace(environment: ModuleType) -> None:
     async def scenario() -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
@@ -73,7 +68,7 @@ def test_the_listener_and_connections_live_in_the_environments_namespace(bootstr
             code = 1
             try:
                 mine.close()
-                bootstrap.isolate_network(ctypes.CDLL(None, use_errno=True), theirs.detach())
+                environment.isolate_network(ctypes.CDLL(None, use_errno=True), theirs.detach())
                 code = 0
             finally:
                 os._exit(code)
