@@ -2,8 +2,9 @@
 
 Frame: ``!II`` (JSON header length, payload length), the JSON header, then the raw payload bytes.
 Payloads pass through untouched (never JSON-encoded a second time).  The same tiny codec is
-duplicated in ``lamina/runtimes/python/bootstrap.py`` because that file runs in the function's
-interpreter and cannot import lamina; ``tests/unit/test_execution_channel.py`` checks both agree.
+duplicated in ``lamina/runtimes/python/lamina_rt_wire.py`` because that file runs in the
+function's interpreter and cannot import lamina; ``tests/unit/test_execution_channel.py`` checks
+both agree.
 
 Hot path: the invoke header is written with one f-string of C-escaped strings and headers are read
 with the C scanner directly (``json.dumps``/``json.loads`` spend ~1.3 us each in Python-level
