@@ -159,7 +159,7 @@ def test_environment_variables_exact(h: Harness, code_root: Path) -> None:
         import os, sys, time
         def handler(event, context):
             return {"env": dict(os.environ), "cwd": os.getcwd(), "path": sys.path[:3],
-                    "tz": time.strftime("%Z")}
+                    "tz": time.strftime("%Z"), "whole_path": sys.path}
         """,
     )
     user = {"MY_VAR": "1", "AWS_REGION": "eu-west-1", "TZ": "Europe/Paris"}
@@ -183,6 +183,7 @@ def test_environment_variables_exact(h: Harness, code_root: Path) -> None:
     assert env["PATH"] == "/usr/local/bin:/usr/bin:/bin:/opt/bin"
     assert Path(env["LAMBDA_RUNTIME_DIR"], "bootstrap.py").is_file()
     assert got["path"][0] == task and "/opt/python" in got["path"]
+    assert env["LAMBDA_RUNTIME_DIR"] not in got["whole_path"]  # lamina's runtime files: not importable
     again = result(h.invoke(spec))["env"]  # no trace id: the variable is removed (awslambdaric)
     assert "_X_AMZN_TRACE_ID" not in again
     default_tz = make_spec(h.engine, code)
