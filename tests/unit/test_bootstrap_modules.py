@@ -27,7 +27,7 @@ def test_every_module_is_imported_at_start_up_and_sys_path_is_left_alone() -> No
     argv = [sys.executable, "-I", "-S", "-c", PROBE, str(catalog.PYTHON_BOOTSTRAP)]
     got = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout)
     names = sorted(path.stem for path in RUNTIME_DIR.glob("lamina_*.py"))
-    assert len(names) >= 7 and "lamina_seccomp" in names
+    assert len(names) >= 7 and "lamina_rt_seccomp" in names
     assert got["modules"] == names
     assert got["after"] == got["before"]
     assert str(RUNTIME_DIR) not in got["after"] and str(RUNTIME_DIR) not in got["cached"]

@@ -1,4 +1,4 @@
-"""The environments' seccomp filter (``runtimes/python/lamina_seccomp.py``), installed in a child
+"""The environments' seccomp filter (``runtimes/python/lamina_rt_seccomp.py``), installed in a child
 process that then tries what it refuses and what it must keep allowing."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 from lamina.execution.catalog import RUNTIMES_DIR
 
-SECCOMP = RUNTIMES_DIR / "python" / "lamina_seccomp.py"
+SECCOMP = RUNTIMES_DIR / "python" / "lamina_rt_seccomp.py"
 HEADERS = {
     "x86_64": Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),
     "aarch64": Path("/usr/include/asm-generic/unistd.h"),
@@ -25,7 +25,7 @@ HEADERS = {
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lamina_seccomp_under_test", SECCOMP)
+    spec = importlib.util.spec_from_file_location("lamina_rt_seccomp_under_test", SECCOMP)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -585,7 +585,7 @@ class PythonEngine:
             "root": self._root,  # a minimal root filesystem (bootstrap's minimal_root)
             "expose": self._expose,
             "namespaces": self._isolation,
-            "seccomp": self._isolation,  # bootstrap's lamina_seccomp: the calls no function needs
+            "seccomp": self._isolation,  # bootstrap's lamina_rt_seccomp: the calls no function needs
         }
         if network is not None:
             sandbox["network"] = network

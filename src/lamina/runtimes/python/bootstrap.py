@@ -33,7 +33,7 @@ sys.path, so none of its modules can stand in for them:
 - ``lamina_rt_environment``: a spare, its specialisation, INIT, extensions, exec'd runtimes;
 - ``lamina_rt_invoke``: the invoke loop, one invoke, the trace id, response streaming;
 - ``lamina_rt_zygote``: preloading, the control socket, forks, pid namespaces, reaping.
-- ``lamina_seccomp``: the seccomp filter each environment installs (``lamina_rt_environment``).
+- ``lamina_rt_seccomp``: the seccomp filter each environment installs (``lamina_rt_environment``).
 
 Concurrency: the zygote is single-threaded; SIGCHLD only wakes its selector (set_wakeup_fd), so
 reaping and all socket writes happen in the main loop and never interleave.  An environment

@@ -18,7 +18,7 @@ import struct
 import sys
 import time
 
-import lamina_seccomp
+import lamina_rt_seccomp
 from lamina_rt_aws import ResultEncoder, flush_stdio, init_fault, load_handler, setup_log_format
 from lamina_rt_invoke import TraceVar, install_streaming_module, invoke, invoke_loop
 from lamina_rt_sandbox import (
@@ -38,7 +38,7 @@ from lamina_rt_sandbox import (
 )
 from lamina_rt_wire import FRAME_JSON, SCAN, Channel, LogPipe
 
-SECCOMP = lamina_seccomp.for_host()  # built once, here in the zygote: each environment installs it
+SECCOMP = lamina_rt_seccomp.for_host()  # built once, here in the zygote: each environment installs it
 
 
 def set_stdio(log_fd):
