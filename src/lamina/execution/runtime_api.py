@@ -414,14 +414,14 @@ class RuntimeApiServer:
     def dispatch(self, conn: Connection, req: Request) -> bytes | None:
         """The response to ``req``, or None when ``conn`` was (or will be) answered by ``respond``."""
         url = req.url
-        if b"?" in url:
+        if url.find(b"?") >= 0:  # not ``in``: bytes.__contains__ tries int(needle) first
             url = url.partition(b"?")[0]
         method = req.method
         if url == RUNTIME_NEXT:
             return self._runtime_next(conn) if method == b"GET" else method_not_allowed(b"GET")
         if url.startswith(INVOCATION_PREFIX):
             request_id, _, action = url[len(INVOCATION_PREFIX) :].rpartition(b"/")
-            if b"/" not in request_id and action in (b"response", b"error"):
+            if request_id.find(b"/") < 0 and action in (b"response", b"error"):
                 if method != b"POST":
                     return method_not_allowed(b"POST")
                 if action == b"response":

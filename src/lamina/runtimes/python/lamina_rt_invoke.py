@@ -40,7 +40,7 @@ class TraceVar:
 
     def set(self, value):
         raw = self.encode(value)
-        if len(raw) > self.SIZE or b"\0" in raw:
+        if len(raw) > self.SIZE or raw.find(b"\0") >= 0:  # ``in`` raises and clears a TypeError
             os.environ[self.NAME] = value
             self.ours = None
             return
