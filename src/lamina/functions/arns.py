@@ -16,7 +16,7 @@ _FULL = re.compile(
 _PARTIAL = re.compile(r"(?P<account>\d{12}):function:(?P<rest>.+)")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per invoke; a frozen __init__ costs 2-4x as much
 class FunctionRef:
     name: str
     qualifier: str | None
