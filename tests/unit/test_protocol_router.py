@@ -183,3 +183,19 @@ def test_greedy_labels() -> None:
     assert found[1] == {"Key": "x/y"}
     found = router.match("GET", "/bkt/dir/")  # a greedy label keeps its trailing slash
     assert found is not None and found[1] == {"Bucket": "bkt", "Key": "dir/"}
+
+
+def test_a_remembered_match_is_the_same_answer_with_a_dict_of_its_own(model: ServiceModel) -> None:
+    from lamina.protocol import router as router_module
+
+    router = RestRouter(model)
+    path = "/2015-03-31/functions/my-fn/invocations"
+    first = router.match("POST", path)
+    assert first is not None and first[0].name == "Invoke" and first[1] == {"FunctionName": "my-fn"}
+    first[1]["FunctionName"] = "changed by a caller"
+    again = router.match("POST", path)
+    assert again is not None and again[0] is first[0] and again[1] == {"FunctionName": "my-fn"}
+    assert router.match("GET", path) is None and router.match("GET", path) is None  # misses too
+    for i in range(router_module.MATCH_CACHE + 5):  # bounded: many distinct paths empty it
+        assert router.match("POST", f"/2015-03-31/functions/f{i}/invocations") is not None
+    assert len(router._matched) <= router_module.MATCH_CACHE

@@ -37,11 +37,19 @@ class _Node:
     routes: list[_Route] = field(default_factory=list)
 
 
+MATCH_CACHE = 1024  # requests' (method, path, query) remembered; the cache is emptied when full
+_Match = tuple[OperationModel, tuple[tuple[str, str], ...]]  # the operation and its label items
+
+
 class RestRouter:
-    """Routes requests for one service model; build once, share freely (read-only after init)."""
+    """Routes requests for one service model; build once, share freely (the tree is read-only
+    after init; ``match`` remembers its recent answers)."""
 
     def __init__(self, model: ServiceModel) -> None:
         self._roots: dict[str, _Node] = {}
+        # (method, path, query) -> (operation, label items): the same few paths come again and
+        # again (a function's invokes), and walking the tree was ~3% of the server's CPU per invoke
+        self._matched: dict[tuple[str, str, str], _Match | None] = {}
         for name in model.operation_names:
             op = model.operation_model(name)
             self._add(op.http.get("method", "POST").upper(), op.http["requestUri"], op)
@@ -76,6 +84,17 @@ class RestRouter:
         ``path`` is the raw path without the query string; ``query`` the raw query string, only
         consulted when two operations share method and path.
         """
+        key = (method, path, query)
+        try:
+            hit = self._matched[key]
+        except KeyError:
+            hit = self._match(method, path, query)
+            if len(self._matched) >= MATCH_CACHE:
+                self._matched.clear()
+            self._matched[key] = hit
+        return None if hit is None else (hit[0], dict(hit[1]))  # a dict of its own for each caller
+
+    def _match(self, method: str, path: str, query: str) -> _Match | None:
         root = self._roots.get(method.upper())
         if root is None:
             return None
@@ -83,7 +102,7 @@ class RestRouter:
         if found is None:
             return None
         route, values = found
-        return route.op, dict(zip(route.labels, values, strict=True))
+        return route.op, tuple(zip(route.labels, values, strict=True))
 
     def path_known(self, path: str) -> bool:
         """Whether any operation (under any method) has this path -- for telling a wrong method
