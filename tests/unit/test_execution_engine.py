@@ -479,3 +479,34 @@ def test_max_memory_used_counts_the_whole_process(h: Harness, code_root: Path) -
     big = h.invoke(spec, {"mb": 100})
     assert big.max_memory_used_mb >= 100 + small.max_memory_used_mb - 2
     assert f"Max Memory Used: {big.max_memory_used_mb} MB" in messages(big)[-1]
+
+
+def test_a_deferred_report_is_written_by_complete(h: Harness, code_root: Path) -> None:
+    """``defer_report``: the caller gets the result with START and the handler's lines; END and
+    REPORT -- Max Memory Used read then -- come with ``complete``; a timeout never waits for it."""
+    code = write_code(
+        code_root,
+        """
+        import time
+        def handler(event, context):
+            print("working")
+            if event.get("sleep"):
+                time.sleep(event["sleep"])
+            return {"ok": True}
+        """,
+    )
+    spec = make_spec(h.engine, code, timeout_s=1)
+    h.invoke(spec)  # warm
+    inv = make_input(spec)
+    out = h.run(h.engine.invoke(spec, inv, defer_report=True))
+    assert result(out) == {"ok": True} and out.pending is not None
+    assert messages(out) == [] and out.max_memory_used_mb == 0  # nothing written yet
+    assert out.complete() is out and out.pending is None
+    lines = messages(out)
+    assert lines[0] == f"START RequestId: {inv.request_id} Version: $LATEST" and lines[1] == "working"
+    assert lines[-2] == f"END RequestId: {inv.request_id}" and REPORT_RE.match(lines[-1])
+    assert out.max_memory_used_mb >= 8 and f"Max Memory Used: {out.max_memory_used_mb} MB" in lines[-1]
+    out.complete()  # once only
+    assert len(messages(out)) == len(lines)
+    slow = h.run(h.engine.invoke(spec, make_input(spec, {"sleep": 5}), defer_report=True))
+    assert slow.pending is None and "Status: timeout" in messages(slow)[-1]

@@ -331,7 +331,11 @@ class PythonEngine:
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, self._tmp_root, True)
 
     # ------------------------------------------------------------------ invoke
-    async def invoke(self, spec: EnvironmentSpec, inv: InvocationInput) -> InvocationOutcome:
+    async def invoke(
+        self, spec: EnvironmentSpec, inv: InvocationInput, *, defer_report: bool = False
+    ) -> InvocationOutcome:
+        """Run ``inv``.  ``defer_report``: the outcome may leave its END and REPORT lines to
+        ``InvocationOutcome.complete`` (the caller answers first)."""
         deadlines = self._deadlines
         if self._closed or deadlines is None:
             raise AwsError("ServiceException", "The execution engine is not running.")
@@ -341,7 +345,7 @@ class PythonEngine:
             env = idle.pop()
             env.transition(EnvState.BUSY)
             start = LogEvent(now_ms(), f"START RequestId: {inv.request_id} Version: {spec.version}")
-            return await self._run(env, inv, [start])
+            return await self._run(env, inv, [start], defer_report)
         try:
             env, events, failure = await self._create(spec, key, inv, deadlines)
             if failure is not None:
@@ -350,13 +354,15 @@ class PythonEngine:
                 raise AwsError("ServiceException", "The execution environment was stopped.")
             env.transition(EnvState.BUSY)
             events.append(LogEvent(now_ms(), f"START RequestId: {inv.request_id} Version: {spec.version}"))
-            return await self._run(env, inv, events)
+            return await self._run(env, inv, events, defer_report)
         finally:
             # The spare taken is replaced once this cold invocation is answered: the zygote's
             # fork and our mkdirs would compete with it for the CPU any sooner.
             asyncio.get_running_loop().call_soon(self._spare_pool(spec).fill, spec.interpreter)
 
-    async def _run(self, env: Environment, inv: InvocationInput, events: list[LogEvent]) -> InvocationOutcome:
+    async def _run(
+        self, env: Environment, inv: InvocationInput, events: list[LogEvent], defer_report: bool = False
+    ) -> InvocationOutcome:
         """Run ``inv`` in ``env`` (BUSY); ``events`` so far end with START."""
         logs = env.logs
         if logs.pending:  # written while idle (a background thread): delivered after START
@@ -370,12 +376,21 @@ class PythonEngine:
         if logs.pending:
             events.extend(logs.take())
         init_ms, env.init_ms = env.init_ms, None
-        outcome = invocation_outcome(env, inv.request_id, result, events=events, init_ms=init_ms)
-        if type(env) is ApiEnvironment and env.api.telemetry().subscribers:
-            telemetry_events.emit_invocation(env.api.telemetry(), env.spec, inv.request_id, outcome)
-        if env.spec.json_logging is not None:  # LogFormat JSON; Text functions pay this test only
+        api = env.api if type(env) is ApiEnvironment else None
+        telemetry = api is not None and bool(api.telemetry().subscribers)
+        json_logs = env.spec.json_logging is not None  # Text functions pay this test only
+        ending = result.phase is Phase.TIMEOUT or result.phase is Phase.DIED or env.retiring or self._closed
+        # REPORT after the reply only from a plain environment that stays (its memory peak still
+        # readable), whose lines nobody transforms or subscribes to here
+        later = defer_report and not (telemetry or json_logs or ending)
+        outcome = invocation_outcome(
+            env, inv.request_id, result, events=events, init_ms=init_ms, defer_report=later
+        )
+        if telemetry and api is not None:
+            telemetry_events.emit_invocation(api.telemetry(), env.spec, inv.request_id, outcome)
+        if json_logs:
             outcome = jsonlogs.invocation(env, inv.request_id, outcome)
-        if result.phase is Phase.TIMEOUT or result.phase is Phase.DIED or env.retiring or self._closed:
+        if ending:
             self._destroy(env)
         elif type(env) is ApiEnvironment and env.spec.extensions:
             # The caller has its answer now; the environment stays BUSY until every extension

@@ -59,8 +59,13 @@ def invocation_outcome(
     *,
     events: list[LogEvent],
     init_ms: float | None,
+    defer_report: bool = False,
 ) -> InvocationOutcome:
-    """The outcome of an invocation that reached the handler.  ``events`` start with START."""
+    """The outcome of an invocation that reached the handler.  ``events`` start with START.
+
+    ``defer_report``: a result or a function error leaves END and REPORT -- the memory peak's read
+    and the line's formatting -- to ``InvocationOutcome.complete``, after the caller's reply.
+    """
     spec = env.spec
     payload = result.payload
     function_error: str | None = None
@@ -82,30 +87,39 @@ def invocation_outcome(
         error_type, payload, line = _death(request_id, result)
         events.append(line)
         billed = billed_ms(result.duration_ms)
-    max_used_mb = env.max_memory_mb()
-    report = report_line(
-        request_id=request_id,
-        duration_ms=result.duration_ms,
-        billed=billed,
-        memory_mb=spec.memory_mb,
-        max_used_mb=max_used_mb,
-        init_ms=init_ms,
-        status=status,
-        error_type=error_type,
-    )
-    stamp = now_ms()  # END and REPORT are written together
-    events.append(LogEvent(stamp, f"END RequestId: {request_id}"))
-    events.append(LogEvent(stamp, report))
-    return InvocationOutcome(
+    outcome = InvocationOutcome(
         payload=payload,
         function_error=function_error,
         log_stream=env.log_stream,
-        log_events=tuple(events),
+        log_events=(),
         duration_ms=result.duration_ms,
         billed_duration_ms=billed,
-        max_memory_used_mb=max_used_mb,
+        max_memory_used_mb=0,
         init_duration_ms=init_ms,
     )
+    end = now_ms()  # when the invocation ended, whenever its END line is written
+
+    def report() -> None:
+        outcome.max_memory_used_mb = max_used_mb = env.max_memory_mb()
+        line = report_line(
+            request_id=request_id,
+            duration_ms=result.duration_ms,
+            billed=billed,
+            memory_mb=spec.memory_mb,
+            max_used_mb=max_used_mb,
+            init_ms=init_ms,
+            status=status,
+            error_type=error_type,
+        )
+        events.append(LogEvent(end, f"END RequestId: {request_id}"))  # END and REPORT together
+        events.append(LogEvent(end, line))
+        outcome.log_events = tuple(events)
+
+    if defer_report and status is None:
+        outcome.pending = report
+    else:
+        report()
+    return outcome
 
 
 def init_failure_report(result: PhaseResult) -> LogEvent:

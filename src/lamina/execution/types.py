@@ -103,6 +103,16 @@ class InvocationOutcome:
     billed_duration_ms: int
     max_memory_used_mb: int
     init_duration_ms: float | None  # set on the invocation that paid a cold start
+    # END and REPORT (and Max Memory Used) still to be written: the engine leaves them for after
+    # the reply when asked (``PythonEngine.invoke(defer_report=True)``); ``complete`` writes them.
+    pending: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+    def complete(self) -> InvocationOutcome:
+        """With its END and REPORT lines (now, if the engine left them for later)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending()
+        return self
 
 
 # Where lines an environment wrote outside any invocation go (log group, log stream, lines).
@@ -137,11 +147,14 @@ class ExecutionEngine(Protocol):
     def set_log_sink(self, sink: LogSink) -> None:
         """Lines written between invocations (extensions, threads, SHUTDOWN) are delivered there."""
 
-    async def invoke(self, spec: EnvironmentSpec, inv: InvocationInput) -> InvocationOutcome:
+    async def invoke(
+        self, spec: EnvironmentSpec, inv: InvocationInput, *, defer_report: bool = False
+    ) -> InvocationOutcome:
         """Run one invocation in a warm environment for ``spec``, or a new one.
 
         Never raises for the function's own failures (those come back as an outcome with
         ``function_error``); raises ``lamina.errors.AwsError`` only for platform errors.
+        ``defer_report``: the outcome may leave its END and REPORT lines to its ``complete``.
         """
 
     async def retire(self, function_arn: str) -> None:

@@ -242,7 +242,7 @@ class InvocationService:
         series.enter()
         start_ns = time.time_ns() if self._tracer is not None else 0  # only spans need it
         try:
-            outcome = await self._engine.invoke(spec, inv)
+            outcome = await self._engine.invoke(spec, inv, defer_report=not tail)
         finally:
             lease.release()
             series.running -= 1
@@ -279,6 +279,7 @@ class InvocationService:
     ) -> None:
         """An invocation's log lines, its metrics and its span."""
         try:
+            outcome.complete()
             self._logs.put(spec.log_group, outcome.log_stream, outcome.log_events)
             series.done(outcome.duration_ms, outcome.init_duration_ms, failed)
             if self._tracer is not None:
