@@ -283,15 +283,37 @@ def parse_json_header(text, name):
         raise Fault("Runtime.LambdaContextUnmarshalError", f"Unable to parse {name} JSON: {exc}") from None
 
 
+def _environ_reader(name):
+    """``os.environ.get(name)`` read from os.environ's own mapping with the key encoded once:
+    still read per invocation, as awslambdaric does (a handler may change them), at half the cost."""
+    environ = os.environ
+    key, decode = environ.encodekey(name), environ.decodevalue
+
+    def read():
+        try:  # whatever os.environ is now (a handler could even replace it)
+            value = os.environ._data.get(key)
+        except AttributeError:
+            return os.environ.get(name)
+        return None if value is None else decode(value)
+
+    return read
+
+
+_LOG_GROUP = _environ_reader("AWS_LAMBDA_LOG_GROUP_NAME")
+_LOG_STREAM = _environ_reader("AWS_LAMBDA_LOG_STREAM_NAME")
+_FUNCTION_NAME = _environ_reader("AWS_LAMBDA_FUNCTION_NAME")
+_MEMORY_SIZE = _environ_reader("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+_FUNCTION_VERSION = _environ_reader("AWS_LAMBDA_FUNCTION_VERSION")
+
+
 class LambdaContext:
     def __init__(self, header):
-        env = os.environ
         self.aws_request_id = header["id"]
-        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.log_group_name = _LOG_GROUP()
+        self.log_stream_name = _LOG_STREAM()
+        self.function_name = _FUNCTION_NAME()
+        self.memory_limit_in_mb = _MEMORY_SIZE()
+        self.function_version = _FUNCTION_VERSION()
         self.invoked_function_arn = header.get("arn")
         self.tenant_id = None
         cc = header.get("cc")
