@@ -592,6 +592,32 @@ def test_the_kernels_riskiest_interfaces_are_refused(lam: Any, hostile: LaminaSe
     assert_server_fine(lam, hostile, echo)
 
 
+# A custom runtime (exec'd: the filter must have survived execve) that reports what unshare(1)
+# and a grep of its own status say, for each event.
+EXECED_PROBE = """#!/bin/sh
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation"
+while true; do
+  HEADERS="$(mktemp)"
+  curl -sS -LD "$HEADERS" "$API/next" > /dev/null
+  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+  if unshare --user --map-root-user true 2>/dev/null; then NS=made; else NS=refused; fi
+  MODE=$(grep '^Seccomp:' /proc/self/status | tr -dc '0-9')
+  BODY="{\\"user_namespace\\": \\"$NS\\", \\"seccomp\\": \\"$MODE\\"}"
+  curl -sS -o /dev/null "$API/$REQUEST_ID/response" -d "$BODY"
+  rm -f "$HEADERS"
+done
+"""
+
+
+def test_an_execd_runtime_and_its_children_keep_the_filter(
+    lam: Any, hostile: LaminaServer, echo: str
+) -> None:
+    name = provided(lam, {"bootstrap": EXECED_PROBE})
+    _, body = invoke(lam, name)
+    assert body == {"user_namespace": "refused", "seccomp": "2"}, body
+    assert_server_fine(lam, hostile, echo)
+
+
 def test_the_hosts_root_filesystem_is_read_only(lam: Any, hostile: LaminaServer, echo: str) -> None:
     name = create_function(
         lam,
