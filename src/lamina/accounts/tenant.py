@@ -269,7 +269,12 @@ class Tenant:
         """A destination record for a function: queued as an async invoke in its own account --
         this one, or another whose resource policy lets this account invoke it (AWS's
         cross-account destinations); AccessDeniedException otherwise (the outbox retries)."""
-        owner = self.route(self, "Invoke", parse_function_ref(arn).region or "", {"FunctionName": arn})
+        ref = parse_function_ref(arn)
+        owner = self.route(self, "Invoke", ref.region or "", {"FunctionName": arn})
+        if ref.account is not None and ref.account != owner.account_id:
+            # Not routed (yet): the registry wires ``route`` once this account has started, and
+            # the outbox may deliver before that.  Never by name into the wrong account: retried.
+            raise AwsError("ResourceNotFoundException", f"Function not found: {arn}")
         await owner.invocations.enqueue_arn(arn, payload)
 
     def live_code(self) -> set[str]:
