@@ -32,7 +32,7 @@ SMALL_FRAME = 64 * 1024
 _JSON = json.JSONEncoder(separators=(",", ":"))  # reused: json.dumps(separators=...) builds one per call
 # The C scanner json.loads ends up in, minus its encoding detection and Python-level wrappers.
 # (An instance attribute typeshed does not declare: read through vars().)
-_SCAN: Callable[[str, int], tuple[Any, int]] = vars(JSONDecoder())["scan_once"]
+SCAN_JSON: Callable[[str, int], tuple[Any, int]] = vars(JSONDecoder())["scan_once"]
 _PACK = FRAME_HEADER.pack
 _UNPACK = FRAME_HEADER.unpack_from
 _SIZE = FRAME_HEADER.size
@@ -79,7 +79,7 @@ def invoke_header(
 def decode_header(raw: bytes) -> Header:
     text = raw.decode()
     try:
-        header, end = _SCAN(text, 0)
+        header, end = SCAN_JSON(text, 0)
     except StopIteration as exc:  # the C scanner's "no JSON value at this index"
         raise FrameError("frame header is not JSON") from exc
     if type(header) is not dict or end != len(text):  # one whole object and nothing after it
