@@ -60,7 +60,29 @@ def test_engine_frames_decode_in_the_runtime_and_back(wire: ModuleType, payload:
     reply.join()
     assert frames == [({"t": "result", "rss_kb": 1}, payload)]
     ours.close()
-    env_side.rfile.close()
+    env_side.sock.close()
+
+
+def test_the_runtime_reads_split_coalesced_and_truncated_frames(wire: ModuleType) -> None:
+    ours, theirs = socket.socketpair()
+    env_side = wire.Channel(theirs.detach())
+    big = bytes(range(256)) * 400  # over SMALL_FRAME: read straight into its own buffer
+    frames = [channel.encode_frame({"n": 1}, b"abc"), channel.encode_frame({"n": 2}, big)]
+    stream = b"".join(b"".join(f) for f in frames)
+
+    def trickle() -> None:  # byte by byte at first, then the rest (and the next frame) at once
+        for i in range(20):
+            ours.sendall(stream[i : i + 1])
+        ours.sendall(stream[20:] + b"".join(channel.encode_frame({"n": 3}, b"xy"))[:-1])
+        ours.shutdown(socket.SHUT_WR)  # the third frame ends one byte short
+
+    t = threading.Thread(target=trickle)
+    t.start()
+    assert env_side.read() == ({"n": 1}, b"abc")
+    assert env_side.read() == ({"n": 2}, big)
+    assert env_side.read() == (None, b"")  # a truncated frame is the end, not a short payload
+    t.join()
+    ours.close()
     env_side.sock.close()
 
 
@@ -86,7 +108,6 @@ def test_env_channel_protocol_over_a_socketpair(wire: ModuleType) -> None:
         assert await proto.receive() == ({"t": "ready"}, b"")
         proto.send({"t": "invoke"}, b"x" * 10)
         assert await loop.run_in_executor(None, env_side.read) == ({"t": "invoke"}, b"x" * 10)
-        env_side.rfile.close()  # makefile() holds the socket open too
         env_side.sock.close()
         with pytest.raises(channel.ChannelClosedError):
             await proto.receive()

@@ -8,6 +8,7 @@ import array
 import fcntl
 import json
 import os
+import select
 import socket
 import struct
 import termios
@@ -33,16 +34,58 @@ class Channel:
     def __init__(self, fd):
         os.set_inheritable(fd, False)  # a user's subprocess must not hold the channel open
         self.sock = socket.socket(fileno=fd)
-        self.rfile = self.sock.makefile("rb", buffering=SMALL_FRAME)
+        self.buf = b""  # received, not yet taken (a frame read whole in one recv mostly)
+        # Wait for input in poll(), never in a blocking recv: the kernel wakes every task asleep
+        # on a unix socket each time its peer reads what the socket sent (unix_write_space), so
+        # a recv-blocked environment was woken -- an IPI, two context switches -- for nothing
+        # each time the engine read its answer.  poll's waiter ignores that write-space wake.
+        self.wait = select.poll()
+        self.wait.register(fd, select.POLLIN)
+
+    def take(self, n):
+        """The next ``n`` bytes from the channel (fewer only at EOF)."""
+        buf = self.buf
+        if len(buf) >= n:
+            self.buf = buf[n:]
+            return buf[:n]
+        if n - len(buf) > SMALL_FRAME:
+            return self._take_large(n)
+        parts, have = [buf], len(buf)
+        recv, wait = self.sock.recv, self.wait.poll
+        while have < n:
+            wait()
+            chunk = recv(SMALL_FRAME)
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        self.buf = data[n:]
+        return data[:n]
+
+    def _take_large(self, n):
+        """A large payload straight into its own buffer (not SMALL_FRAME chunks joined)."""
+        out = bytearray(n)
+        have = len(self.buf)
+        out[:have] = self.buf
+        self.buf = b""
+        view = memoryview(out)
+        while have < n:
+            self.wait.poll()
+            got = self.sock.recv_into(view[have:])
+            if not got:
+                return bytes(view[:have])
+            have += got
+        return bytes(out)
 
     def read(self):
-        rfile = self.rfile
-        head = rfile.read(FRAME_HEADER.size)
+        take = self.take
+        head = take(FRAME_HEADER.size)
         if len(head) < FRAME_HEADER.size:
             return None, b""
         hlen, plen = FRAME_HEADER.unpack(head)
-        header = SCAN(rfile.read(hlen).decode(), 0)[0]  # the engine's own JSON: no need to check
-        payload = rfile.read(plen) if plen else b""
+        header = SCAN(take(hlen).decode(), 0)[0]  # the engine's own JSON: no need to check
+        payload = take(plen) if plen else b""
         if len(payload) < plen:
             return None, b""
         return header, payload
