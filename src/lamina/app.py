@@ -219,7 +219,7 @@ class LaminaApp:
         first request), then the verdict stands."""
         verifier = self._p.verifier
         try:
-            return verifier.verify(req.method, req.path, req.query, req.headers, req.body)
+            return verifier.verify(req.method, req.path, req.query, req.headers, req.body, req.hmap)
         except AwsError as err:
             if err.code != "UnrecognizedClientException":
                 raise

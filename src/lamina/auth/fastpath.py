@@ -13,12 +13,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
+from hashlib import sha256
 
 from lamina.auth.canonical import SCOPE_PART_RE, canonical_path, canonical_query, parse_query, parse_timestamp
 from lamina.errors import AwsError
 
 _PREFIX = b"AWS4-HMAC-SHA256 Credential="
 _UNSIGNED = b"UNSIGNED-PAYLOAD"
+_Pads = tuple["hashlib._Hash", "hashlib._Hash"]
+
+
+def _pads(key: bytes) -> _Pads:
+    """SHA-256 states that have absorbed HMAC's inner and outer padded keys (RFC 2104)."""
+    block = key.ljust(64, b"\0") if len(key) <= 64 else sha256(key).digest().ljust(64, b"\0")
+    return sha256(bytes(b ^ 0x36 for b in block)), sha256(bytes(b ^ 0x5C for b in block))
 
 
 class FastSigV4:
@@ -38,17 +46,31 @@ class FastSigV4:
         self._max_skew_s = max_skew_s
         self._epochs: dict[bytes, float] = {}  # X-Amz-Date -> epoch; one entry per second of traffic
         # credential scope -> (secret it was derived from, (key id, region, service, keyed HMAC))
-        self._scopes: dict[bytes, tuple[str, tuple[str, str, str, hmac.HMAC]]] = {}
+        self._scopes: dict[bytes, tuple[str, tuple[str, str, str, _Pads]]] = {}
+        self._paths: dict[bytes, bytes] = {}  # raw path -> canonical path: a few per function
 
     def verify(
-        self, method: str, raw_path: bytes, query: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes
+        self,
+        method: str,
+        raw_path: bytes,
+        query: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        hmap: Mapping[bytes, bytes] | None = None,
     ) -> tuple[str, str, str] | None:
-        """(access key id, region, service) when the request is of the common shape and valid."""
-        hdr: dict[bytes, bytes] = {}
-        for name, value in headers:
-            if name in hdr:
-                return None  # repeated headers are joined with ',' by the full verifier
-            hdr[name] = value
+        """(access key id, region, service) when the request is of the common shape and valid.
+
+        ``hmap``: the same headers as a dict (the front's ``Request.hmap``), to skip building one;
+        used only when it has as many entries as ``headers`` (no header repeated)."""
+        if hmap is not None and len(hmap) == len(headers):
+            hdr = hmap
+        else:
+            built: dict[bytes, bytes] = {}
+            for name, value in headers:
+                if name in built:
+                    return None  # repeated headers are joined with ',' by the full verifier
+                built[name] = value
+            hdr = built
         auth = hdr.get(b"authorization")
         if auth is None or not auth.startswith(_PREFIX) or not auth.isascii():
             return None
@@ -57,18 +79,19 @@ class FastSigV4:
             return None
         if not parts[2].startswith(b"Signature="):
             return None
-        scope = parts[0].split(b"/")
+        credential = parts[0]
+        scope = credential.split(b"/")
         amz_date = hdr.get(b"x-amz-date")
         if len(scope) != 5 or scope[4] != b"aws4_request" or amz_date is None or amz_date[:8] != scope[1]:
             return None
         epoch = self._epoch(amz_date)
         if epoch is None or abs(self._clock() - epoch) > self._max_skew_s:
             return None
-        scoped = self._scope(parts[0], scope)
+        scoped = self._scope(credential, scope)
         if scoped is None:
             return None
-        key_id, region, service, mac = scoped
-        signed_list = parts[1][len(b"SignedHeaders=") :]
+        key_id, region, service, key = scoped
+        signed_list = parts[1][14:]  # after b"SignedHeaders="
         lines = []
         has_host = False
         # ``.find(sub) >= 0``, never ``sub in value``: bytes.__contains__ first tries the needle as
@@ -79,42 +102,55 @@ class FastSigV4:
             # Values needing whitespace folding or a second (latin-1) reading take the full path.
             if found is None or not found.isascii() or found.find(b"  ") >= 0 or found.find(b"\t") >= 0:
                 return None
-            has_host = has_host or name == b"host"
-            lines.append(name + b":" + found.strip())
+            if name == b"host":
+                has_host = True
+            lines.append(b"%s:%s\n" % (name, found.strip()))
         if not has_host:
             return None
-        if query.find(b"X-Amz-") >= 0:
-            return None  # pre-signed parameters: the full verifier's business
-        query_text = canonical_query(parse_query(query), presigned=False)
+        if query:
+            if query.find(b"X-Amz-") >= 0:
+                return None  # pre-signed parameters: the full verifier's business
+            query_text = canonical_query(parse_query(query), presigned=False).encode()
+        else:
+            query_text = b""
         declared = hdr.get(b"x-amz-content-sha256")
-        body_hash = hashlib.sha256(body).hexdigest().encode()
-        if declared is not None and declared != _UNSIGNED and declared.lower() != body_hash:
-            return None
-        payload_hash = declared if declared is not None else body_hash  # as sent, as signed
-        canonical = b"\n".join(
-            (
-                method.encode(),
-                canonical_path(raw_path).encode(),
-                query_text.encode(),
-                *lines,
-                b"",
-                signed_list,
-                payload_hash,
-            )
+        if declared is None or declared == _UNSIGNED:
+            body_hash = sha256(body).hexdigest().encode()
+            payload_hash = body_hash if declared is None else declared  # as sent, as signed
+        else:
+            payload_hash = declared
+            if declared.lower() != sha256(body).hexdigest().encode():
+                return None
+        path = self._paths.get(raw_path)
+        if path is None:
+            if len(self._paths) > 256:
+                self._paths.clear()
+            path = self._paths[raw_path] = canonical_path(raw_path).encode()
+        canonical = b"%s\n%s\n%s\n%s\n%s\n%s" % (
+            method.encode(),
+            path,
+            query_text,
+            b"".join(lines),
+            signed_list,
+            payload_hash,
         )
         string_to_sign = b"AWS4-HMAC-SHA256\n%s\n%s\n%s" % (
             amz_date,
-            parts[0].split(b"/", 1)[1],
-            hashlib.sha256(canonical).hexdigest().encode(),
+            credential[credential.find(b"/") + 1 :],
+            sha256(canonical).hexdigest().encode(),
         )
-        mac = mac.copy()  # the keyed HMAC state, copied: no key schedule or algorithm fetch per request
-        mac.update(string_to_sign)
-        if hmac.compare_digest(mac.hexdigest().encode(), parts[2][len(b"Signature=") :]):
+        # HMAC from the key's two pre-hashed pads (RFC 2104): 0.6 us, where hmac.digest (OpenSSL
+        # fetches the algorithm by name each call) takes 1.3 and a copied hmac.HMAC 1.0.
+        inner, outer = key[0].copy(), key[1].copy()
+        inner.update(string_to_sign)
+        outer.update(inner.digest())
+        expected = outer.hexdigest().encode()
+        if hmac.compare_digest(expected, parts[2][10:]):  # after b"Signature="
             return key_id, region, service
         return None
 
-    def _scope(self, credential: bytes, scope: list[bytes]) -> tuple[str, str, str, hmac.HMAC] | None:
-        """(key id, region, service, HMAC keyed with the signing key) of a credential scope.
+    def _scope(self, credential: bytes, scope: list[bytes]) -> tuple[str, str, str, _Pads] | None:
+        """(key id, region, service, the signing key's HMAC pads) of a credential scope.
 
         Remembered per scope (one per key, day, region and service in use), but keyed on the
         secret too: a key removed from ``secrets`` (a deleted account) or given another secret is
@@ -130,10 +166,10 @@ class FastSigV4:
         date, region, service = (p.decode() for p in scope[1:4])
         if not SCOPE_PART_RE.fullmatch(region) or not SCOPE_PART_RE.fullmatch(service):
             return None
-        mac = hmac.new(self._signing_key(secret, date, region, service), digestmod=hashlib.sha256)
+        key = _pads(self._signing_key(secret, date, region, service))
         if len(self._scopes) > 64:
             self._scopes.clear()
-        found = (key_id, region, service, mac)
+        found = (key_id, region, service, key)
         self._scopes[credential] = (secret, found)
         return found
 

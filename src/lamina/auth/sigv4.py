@@ -101,14 +101,17 @@ class SigV4Verifier:
         query_string: str | bytes,
         headers: Sequence[tuple[bytes, bytes]],
         body: bytes,
+        hmap: Mapping[bytes, bytes] | None = None,
     ) -> SignedIdentity:
         """Check the request's signature; return who signed it or raise ``AwsError``.
 
         ``raw_path`` and ``query_string`` are as sent on the wire: bytes (the front's
         ``Request.path`` / ``query``) or text, where any non-ASCII character stands for its UTF-8 bytes.
+        ``hmap``: the headers as a dict (the front's ``Request.hmap``), which saves building one.
         """
-        wire_path, wire_query = _as_wire(raw_path), _as_wire(query_string)
-        accepted = self._fast.verify(method, wire_path, wire_query, headers, body)
+        wire_path = raw_path if type(raw_path) is bytes else _as_wire(raw_path)
+        wire_query = query_string if type(query_string) is bytes else _as_wire(query_string)
+        accepted = self._fast.verify(method, wire_path, wire_query, headers, body, hmap)
         if accepted is not None:
             identity = self._identities.get(accepted)
             if identity is None:
