@@ -119,11 +119,11 @@ class SigV4Verifier:
                     self._identities.clear()
                 identity = self._identities[accepted] = SignedIdentity(*accepted)
             return identity
-        hmap: dict[bytes, list[bytes]] = {}
+        values: dict[bytes, list[bytes]] = {}
         for name, value in headers:
-            hmap.setdefault(name.lower(), []).append(value)
+            values.setdefault(name.lower(), []).append(value)
         params = parse_query(wire_query)
-        signed = self._signing_parameters(hmap, params)
+        signed = self._signing_parameters(values, params)
         now = self._clock()
         self._check_time(signed, now)
 
@@ -140,7 +140,7 @@ class SigV4Verifier:
         if secret is None:
             raise AwsError("UnrecognizedClientException", _MSG_UNKNOWN_KEY)
 
-        payload_hashes = _payload_hashes(hmap, params, body, signed.presigned)
+        payload_hashes = _payload_hashes(values, params, body, signed.presigned)
         path = canonical_path(wire_path)
         query = canonical_query(params, signed.presigned)
         key = self._signing_key(secret, date, region, service)
@@ -150,9 +150,9 @@ class SigV4Verifier:
         signed_list = ("\n" + signed.signed_headers + "\n").encode("latin-1", "replace")
         # Header values are hashed as the bytes received (what Go, JS, Java, .NET sign); botocore
         # signs latin-1 values by their UTF-8 encoding, so non-ASCII values get a second reading.
-        blocks = [_canonical_headers(hmap, signed_names, as_latin1=False)]
+        blocks = [_canonical_headers(values, signed_names, as_latin1=False)]
         if not blocks[0].isascii():
-            blocks.append(_canonical_headers(hmap, signed_names, as_latin1=True))
+            blocks.append(_canonical_headers(values, signed_names, as_latin1=True))
         for block in blocks:
             prefix = head + block + signed_list
             for payload_hash in payload_hashes:
