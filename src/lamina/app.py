@@ -105,6 +105,13 @@ class LaminaApp:
         request_id = self._p.ids.request_id()
         path = req.path
         try:
+            route = req.route
+            # A route is only ever found (admit) for a signed, non-internal request that is neither
+            # /metrics nor CloudWatch's: none of the tests below apply to it.
+            if type(route) is tuple and route[0].name == "Invoke":
+                target = ExpressInvoke.eligible(req, route[1])
+                if target is not None:
+                    return await self._express.invoke(req, request_id, *target)
             if path.startswith(_INTERNAL):
                 if path.startswith(_SIGNED_LAMINA):
                     return await self._lamina_api(req, request_id)
@@ -119,11 +126,6 @@ class LaminaApp:
                     hmap=req.hmap, body=req.body, request_id=request_id,
                 )  # fmt: skip
             # -- end issue 7 item 4 --
-            route = req.route
-            if type(route) is tuple and route[0].name == "Invoke":
-                target = ExpressInvoke.eligible(req, route[1])
-                if target is not None:
-                    return await self._express.invoke(req, request_id, *target)
             return await self._api(req, request_id)
         except AwsError as err:
             return self._error(req, err, request_id)

@@ -103,8 +103,10 @@ class LogGuard:
         bucket = self._refill(group) if self._rate > 0 else None
         # Fast path, the common case (short lines, tokens to spare): one pass, no per-event work.
         messages = [ev.message for ev in events]
-        if max(map(len, messages)) <= _SAFE_CHARS:
-            total = sum(len(m) if m.isascii() else message_size(m) for m in messages)
+        lengths = list(map(len, messages))
+        if max(lengths) <= _SAFE_CHARS:
+            # ASCII throughout (the common case, tested in one C call): sizes are the lengths
+            total = sum(lengths) if "".join(messages).isascii() else sum(map(message_size, messages))
             total += EVENT_OVERHEAD * len(messages)
             if bucket is None or bucket.tokens >= total:
                 if bucket is not None:

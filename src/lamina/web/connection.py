@@ -209,16 +209,21 @@ class FrontConnection(Http1Connection[Request]):
         if self._head_bytes > MAX_HEAD_BYTES:
             self._abort(HEAD_TOO_LARGE)
             return
-        name = name.lower()
-        self._headers.append((name, value))
-        seen = self._hmap.get(name)
-        self._hmap[name] = value if seen is None else seen + b"," + value
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         if self.closed:
             return
+        headers = self._headers
+        hmap = dict(headers)  # one C call; a repeated name (rare) is joined with "," below
+        if len(hmap) != len(headers):
+            hmap = {}
+            for name, value in headers:
+                seen = hmap.get(name)
+                hmap[name] = value if seen is None else seen + b"," + value
+        self._hmap = hmap
         path, _, query = self._url.partition(b"?")
-        request = Request(self.parser.get_method().decode("latin-1"), path, query, self._headers, self._hmap)
+        request = Request(self.parser.get_method().decode("latin-1"), path, query, headers, hmap)
         request.peer = self._peer
         request.version = self.parser.get_http_version()
         self._request = request
