@@ -45,7 +45,7 @@ class FastSigV4:
         self._clock = clock
         self._max_skew_s = max_skew_s
         self._epochs: dict[bytes, float] = {}  # X-Amz-Date -> epoch; one entry per second of traffic
-        # credential scope -> (secret it was derived from, (key id, region, service, keyed HMAC))
+        # credential scope -> (secret it was derived from, (key id, region, service, HMAC pads))
         self._scopes: dict[bytes, tuple[str, tuple[str, str, str, _Pads]]] = {}
         self._paths: dict[bytes, bytes] = {}  # raw path -> canonical path: a few per function
 
@@ -114,12 +114,11 @@ class FastSigV4:
         else:
             query_text = b""
         declared = hdr.get(b"x-amz-content-sha256")
-        if declared is None or declared == _UNSIGNED:
-            body_hash = sha256(body).hexdigest().encode()
-            payload_hash = body_hash if declared is None else declared  # as sent, as signed
-        else:
+        if declared is None:
+            payload_hash = sha256(body).hexdigest().encode()
+        else:  # as sent, as signed; the body is hashed only to check a declared hash
             payload_hash = declared
-            if declared.lower() != sha256(body).hexdigest().encode():
+            if declared != _UNSIGNED and declared.lower() != sha256(body).hexdigest().encode():
                 return None
         path = self._paths.get(raw_path)
         if path is None:

@@ -109,8 +109,7 @@ class SigV4Verifier:
         ``Request.path`` / ``query``) or text, where any non-ASCII character stands for its UTF-8 bytes.
         ``hmap``: the headers as a dict (the front's ``Request.hmap``), which saves building one.
         """
-        wire_path = raw_path if type(raw_path) is bytes else _as_wire(raw_path)
-        wire_query = query_string if type(query_string) is bytes else _as_wire(query_string)
+        wire_path, wire_query = _as_wire(raw_path), _as_wire(query_string)
         accepted = self._fast.verify(method, wire_path, wire_query, headers, body, hmap)
         if accepted is not None:
             identity = self._identities.get(accepted)

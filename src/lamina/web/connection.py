@@ -159,7 +159,6 @@ class FrontConnection(Http1Connection[Request]):
         # the request being parsed
         self._parsing = False
         self._headers: Headers = []
-        self._hmap: dict[bytes, bytes] = {}
         self._head_bytes = 0
         self._request: Request | None = None
         self._body: list[bytes] = []
@@ -192,7 +191,6 @@ class FrontConnection(Http1Connection[Request]):
         self._parsing = True
         self._url = b""
         self._headers = []
-        self._hmap = {}
         self._head_bytes = 0
         self._request = None
         self._body = []
@@ -221,7 +219,6 @@ class FrontConnection(Http1Connection[Request]):
             for name, value in headers:
                 seen = hmap.get(name)
                 hmap[name] = value if seen is None else seen + b"," + value
-        self._hmap = hmap
         path, _, query = self._url.partition(b"?")
         request = Request(self.parser.get_method().decode("latin-1"), path, query, headers, hmap)
         request.peer = self._peer
@@ -234,11 +231,11 @@ class FrontConnection(Http1Connection[Request]):
             admitted = (500, [], b"")
         if isinstance(admitted, int):
             self._limit = admitted
-            expect = self._hmap.get(b"expect")
+            expect = hmap.get(b"expect")
             if expect is not None and expect.lower() == b"100-continue" and not self.busy and not self._queue:
                 assert self.transport is not None
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        elif _expects_body(self._hmap):
+        elif _expects_body(hmap):
             self._refuse(request, admitted)
         else:  # nothing to leave unread: answered in its turn, and the connection stays open
             request.refusal = admitted
