@@ -70,3 +70,44 @@ def test_sizes_of_an_older_data_dir_are_counted_at_start(tmp_path: Path) -> None
             assert conn.execute("SELECT stored_bytes FROM log_streams").fetchone() == (4 + 26 + 2 + 26,)
 
     asyncio.run(run())
+
+
+def test_a_flush_counts_utf8_bytes_and_keeps_the_order_of_puts(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = LogStore(tmp_path / "logs.sqlite3", flush_interval_s=3600)
+        store.start()
+        store.put("/g", "s", [LogEvent(7, "b"), LogEvent(7, "é")])  # same timestamp: arrival order
+        store.put("/g", "t", [LogEvent(3, "other stream")])
+        store.put("/g", "s", [LogEvent(7, "a"), LogEvent(2, "earliest")])
+        await store.close()
+        with sqlite3.connect(tmp_path / "logs.sqlite3") as conn:
+            rows = conn.execute(
+                "SELECT e.message FROM log_events e JOIN log_streams s ON s.id = e.stream_id "
+                "WHERE s.name = 's' ORDER BY e.timestamp_ms, e.rowid"
+            ).fetchall()
+            assert [r[0] for r in rows] == ["earliest", "b", "é", "a"]
+            sizes = dict(conn.execute("SELECT name, stored_bytes FROM log_streams").fetchall())
+            assert sizes == {"s": 1 + 2 + 1 + 8 + 4 * 26, "t": 12 + 26}
+            spans = conn.execute("SELECT first_event_ms, last_event_ms FROM log_streams WHERE name = 's'")
+            assert spans.fetchone() == (2, 7)
+
+    asyncio.run(run())
+
+
+def test_buffered_lines_are_nothing_the_garbage_collector_tracks(tmp_path: Path) -> None:
+    """~1,000 invokes' lines wait for each flush: kept as LogEvent objects they were traversed and
+    promoted by every collection (4% of the event loop's time under load); as ints and strs in two
+    lists per stream, only the lists are tracked."""
+    import gc
+
+    async def run() -> None:
+        store = LogStore(tmp_path / "logs.sqlite3", flush_interval_s=3600)
+        store.start()
+        for i in range(100):
+            store.put("/g", "s", [LogEvent(i, f"START {i}"), LogEvent(i, f"END {i}")])
+        buffered = store._pending[("/g", "s")]
+        assert [len(column) for column in buffered] == [200, 200]
+        assert not any(gc.is_tracked(item) for column in buffered for item in column)
+        await store.close()
+
+    asyncio.run(run())
