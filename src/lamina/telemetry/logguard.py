@@ -103,26 +103,33 @@ class LogGuard:
         self._buckets: dict[str, _Bucket] = {}
         self.counters: dict[str, GroupCounters] = {}
 
+    def take(self, group: str, messages: Sequence[str]) -> bool:
+        """The common case in one pass: True when all of ``messages`` are short, within the rate and
+        no drop notice is due -- they are then counted and charged, to be stored as they are.
+        False changes nothing: ``admit`` decides (and splits, drops, notes) event by event."""
+        counters = self.counters.get(group)
+        if counters is None or counters.unreported_events or max(map(len, messages)) > _SAFE_CHARS:
+            return False
+        total = messages_size(messages) + EVENT_OVERHEAD * len(messages)
+        if self._rate > 0:
+            bucket = self._refill(group)
+            if bucket.tokens < total:
+                return False
+            bucket.tokens -= total
+        counters.accepted_events += len(messages)
+        counters.accepted_bytes += total
+        return True
+
     def admit(self, group: str, events: Sequence[LogEvent]) -> list[LogEvent]:
         """The events of ``group`` to store now: split, within the rate, plus a drop notice if due."""
         if not events:
             return []
+        if self.take(group, list(map(_MESSAGE, events))):
+            return list(events)
         counters = self.counters.get(group)
         if counters is None:
             counters = self.counters[group] = GroupCounters()
         bucket = self._refill(group) if self._rate > 0 else None
-        # Fast path, the common case (short lines, tokens to spare): one pass, no per-event work.
-        messages = list(map(_MESSAGE, events))
-        if max(map(len, messages)) <= _SAFE_CHARS:
-            total = messages_size(messages) + EVENT_OVERHEAD * len(messages)
-            if bucket is None or bucket.tokens >= total:
-                if bucket is not None:
-                    bucket.tokens -= total
-                counters.accepted_events += len(messages)
-                counters.accepted_bytes += total
-                out = list(events)
-                self._notice(group, counters, out, events[-1].timestamp_ms)
-                return out
         out = self._admit_each(counters, bucket, events)
         self._notice(group, counters, out, events[-1].timestamp_ms)
         return out

@@ -125,7 +125,13 @@ class LogStore:
 
     def put(self, group: str, stream: str, events: Sequence[LogEvent]) -> None:
         """A function's output: through the guard (split, rate cap), then buffered."""
-        self.put_direct(group, stream, self.guard.admit(group, events))
+        if not events:
+            return
+        messages = list(map(_MESSAGE, events))
+        if self.guard.take(group, messages):  # the common case: stored as they are
+            self._buffer(group, stream, list(map(_STAMP, events)), messages)
+        else:
+            self.put_direct(group, stream, self.guard.admit(group, events))
 
     def _warn_drops(self, group: str, counters: GroupCounters) -> None:
         """The server's own log says so too, at most once a minute per function."""
@@ -144,20 +150,24 @@ class LogStore:
 
     def put_direct(self, group: str, stream: str, events: Sequence[LogEvent]) -> None:
         """Buffer ``events`` as they are (PutLogEvents has already checked them)."""
-        n = len(events)
+        self._buffer(group, stream, list(map(_STAMP, events)), list(map(_MESSAGE, events)))
+
+    def _buffer(self, group: str, stream: str, stamps: list[int], messages: list[str]) -> None:
+        n = len(messages)
         room = _MAX_BACKLOG - self._pending_events
         if n > room:
             self.backlog_dropped += n - max(room, 0)
-            events = events[: max(room, 0)]
-            n = len(events)
+            del stamps[max(room, 0) :], messages[max(room, 0) :]
+            n = len(messages)
         if not n:
             return
         key = (group, stream)
         columns = self._pending.get(key)
         if columns is None:
-            columns = self._pending[key] = ([], [])
-        columns[0].extend(map(_STAMP, events))
-        columns[1].extend(map(_MESSAGE, events))
+            self._pending[key] = (stamps, messages)
+        else:
+            columns[0].extend(stamps)
+            columns[1].extend(messages)
         self._pending_events += n
         if self._pending_events >= self._max_pending:
             self._wake.set()
