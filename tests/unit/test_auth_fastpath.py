@@ -226,3 +226,19 @@ def test_signed_header_names_the_full_verifier_reads_otherwise_go_to_it(name: st
     wire = signed_as_sent(wire)
     assert not full_accepts(wire)
     assert fast_accepts(wire) is None
+
+
+def test_no_signing_key_is_derived_for_a_request_out_of_its_time() -> None:
+    """Key derivation (four HMACs) happens for an unseen header only when X-Amz-Date is of the
+    present and the scope names its day: a caller who knows a key id cannot make the server derive
+    keys for whatever dates it sends."""
+    f = fast(clock_offset_s=3600)  # the request below is an hour old: outside the 15 minutes
+    calls: list[tuple[str, ...]] = []
+    derive = f._signing_key
+    f._signing_key = lambda *a: calls.append(a) or derive(*a)  # type: ignore[method-assign]
+    assert fast_accepts(invoke_wire(), f) is None
+    assert calls == [] and f._heads == {}
+    f = fast()
+    f._signing_key = lambda *a: calls.append(a) or derive(*a)  # type: ignore[method-assign]
+    assert fast_accepts(invoke_wire(), f) is not None
+    assert len(calls) == 1

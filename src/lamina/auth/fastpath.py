@@ -104,22 +104,26 @@ class FastSigV4:
         auth = hdr.get(b"authorization")
         if auth is None:
             return None
+        # The date first: a signing key is derived (below, for an unseen header) only for a request
+        # of the present, never for whatever dates a caller who knows a key id cares to send.
+        amz_date = hdr.get(b"x-amz-date")
+        if amz_date is None:
+            return None
+        epoch = self._epochs.get(amz_date)
+        if epoch is None:
+            epoch = self._epoch(amz_date)
+        if epoch is None or abs(self._clock() - epoch) > self._max_skew_s:
+            return None
         # The signature is not checked for shape: only the 64 hex digits computed below match it.
         unsigned, _, signature = auth.rpartition(_SIGNATURE)
         head = self._heads.get(unsigned)
         # The pads are only as good as the secret they came from: a key since removed from
         # ``secrets`` (a deleted account) or given another secret is worked out afresh.
         if head is None or self._secrets.get(head.identity[0]) != head.secret:
-            head = self._head(unsigned)
+            head = self._head(unsigned, amz_date[:8])
             if head is None:
                 return None
-        amz_date = hdr.get(b"x-amz-date")
-        if amz_date is None or amz_date[:8] != head.date:
-            return None
-        epoch = self._epochs.get(amz_date)
-        if epoch is None:
-            epoch = self._epoch(amz_date)
-        if epoch is None or abs(self._clock() - epoch) > self._max_skew_s:
+        if amz_date[:8] != head.date:
             return None
         try:
             block = head.lines % head.values(hdr)
@@ -185,8 +189,9 @@ class FastSigV4:
             return head.identity
         return None
 
-    def _head(self, unsigned: bytes) -> _Head | None:
-        """The _Head of an Authorization header's part before ", Signature=", if of the common shape.
+    def _head(self, unsigned: bytes, day: bytes) -> _Head | None:
+        """The _Head of an Authorization header's part before ", Signature=", if of the common shape
+        and for ``day`` (YYYYMMDD).
 
         Remembered (one per key, day, region, service and set of signed headers in use), and
         used only while the secret it was derived from is still the key's secret.
@@ -198,8 +203,8 @@ class FastSigV4:
             return None
         credential, signed_list = found.groups()
         scope = credential.split(b"/")
-        if len(scope) != 5 or scope[4] != b"aws4_request":
-            return None
+        if len(scope) != 5 or scope[4] != b"aws4_request" or scope[1] != day:
+            return None  # ``day``: the request's X-Amz-Date's, which the scope must name
         key_id = scope[0].decode()
         secret = self._secrets.get(key_id)
         if secret is None:
