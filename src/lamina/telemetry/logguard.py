@@ -108,7 +108,7 @@ class LogGuard:
         no drop notice is due -- they are then counted and charged, to be stored as they are.
         False changes nothing: ``admit`` decides (and splits, drops, notes) event by event."""
         counters = self.counters.get(group)
-        if counters is None or counters.unreported_events or max(map(len, messages)) > _SAFE_CHARS:
+        if counters is None or counters.unreported_events or max(map(len, messages), default=0) > _SAFE_CHARS:
             return False
         total = messages_size(messages) + EVENT_OVERHEAD * len(messages)
         if self._rate > 0:
