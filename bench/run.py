@@ -255,12 +255,34 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def set_tree_affinity(root: int, cpus: set[int]) -> None:
-    """Every thread of every process in the tree (sched_setaffinity is per thread on Linux)."""
+def set_tree_affinity(root: int, cpus: set[int]) -> dict[int, set[int]]:
+    """Every thread of every process in the tree (sched_setaffinity is per thread on Linux); the
+    masks they had before, by thread id, for ``restore_affinity``."""
+    before: dict[int, set[int]] = {}
     for pid in process_tree(root):
         for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
             with contextlib.suppress(OSError):
-                os.sched_setaffinity(int(task.name), cpus)
+                tid = int(task.name)
+                before[tid] = set(os.sched_getaffinity(tid))
+                os.sched_setaffinity(tid, cpus)
+    return before
+
+
+def restore_affinity(root: int, before: dict[int, set[int]], default: set[int]) -> None:
+    """Put back what ``set_tree_affinity`` found: lamina keeps its environments off the event
+    loop's CPU (execution/placement.py), which "every CPU" would undo for the rest of the run.
+    A process started meanwhile (an environment forked while pinned) gets its parent's mask."""
+    masks: dict[int, set[int]] = {}
+    for pid in process_tree(root):  # parents before their children
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        inherited = masks.get(ppid, default)
+        masks[pid] = before.get(pid, inherited)
+        for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), before.get(int(task.name), masks[pid]))
 
 
 @contextlib.contextmanager
@@ -281,14 +303,13 @@ def pinned(enabled: bool, server_roots: list[int]) -> Iterator[str]:
     client_cpu = {min(everything)}
     server_cpus = everything - client_cpu
     os.sched_setaffinity(0, client_cpu)
-    for root in server_roots:
-        set_tree_affinity(root, server_cpus)
+    before = [set_tree_affinity(root, server_cpus) for root in server_roots]
     try:
         yield f"client on CPU {min(client_cpu)}, servers on CPU {','.join(map(str, sorted(server_cpus)))}"
     finally:
         os.sched_setaffinity(0, everything)
-        for root in server_roots:
-            set_tree_affinity(root, everything)
+        for root, masks in zip(server_roots, before, strict=True):
+            restore_affinity(root, masks, everything)
 
 
 # --------------------------------------------------------------------------- 1. warm invoke

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lamina.execution.placement import check_setting
 from lamina.telemetry.tracing import TracingSettings
 
 
@@ -116,6 +117,10 @@ class Settings:
     # minimal root, no uid of their own, no cgroups (memory by RSS polling).  For measuring what
     # the sandbox costs (bench/isolation.py) and debugging; never to host untrusted code.
     isolation: bool = True
+    # LAMINA_LOOP_CPU (execution/placement.py): "auto" keeps one CPU free of environments for the
+    # event loop when the server may run on two or more; "off" lets environments use them all;
+    # a number keeps that CPU.
+    loop_cpu: str = "auto"
 
     @property
     def function_url_host(self) -> str:
@@ -168,6 +173,7 @@ class Settings:
             "url_ports": parse_port_range(e.get("LAMINA_URL_PORTS", "")),
             "url_require_invoke_function": e.get("LAMINA_URL_REQUIRE_INVOKE_FUNCTION", "") in ("1", "true"),
             "isolation": e.get("LAMINA_ISOLATION", "on").lower() not in ("off", "0", "false", "no"),
+            "loop_cpu": check_setting(e.get("LAMINA_LOOP_CPU", cls.loop_cpu)),
         }
         values["aws_endpoints"] = aws_endpoints(e)
         values["tracing"] = TracingSettings.from_env(e)

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import os
 from typing import IO
 
 from lamina.accounts.registry import Accounts
@@ -18,6 +19,7 @@ from lamina.auth.credentials import Credentials, load_or_create, usage_text
 from lamina.auth.sigv4 import SigV4Verifier
 from lamina.config import Settings
 from lamina.errors import AwsError
+from lamina.execution import placement
 from lamina.execution.engine import PythonEngine
 from lamina.functions.codestore import CodeStore
 from lamina.ids import IdFactory
@@ -82,6 +84,7 @@ class Platform:
             preload_paths=s.preload_paths,
             hide=[s.data_dir],
             isolation=s.isolation,
+            placement=placement.plan(s.loop_cpu, os.sched_getaffinity(0)),
         )
         if not s.isolation:
             log.warning("LAMINA_ISOLATION=off: environments are not isolated from each other or the host")

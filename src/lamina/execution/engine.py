@@ -50,6 +50,7 @@ from lamina.execution.environment import Environment, EnvState, Phase, PhaseResu
 from lamina.execution.logs import now_ms
 from lamina.execution.netns import NETWORK_NONE
 from lamina.execution.outcomes import init_failure_outcome, invocation_outcome
+from lamina.execution.placement import Placement
 from lamina.execution.process import EXIT_WAIT_S, EnvProcess
 from lamina.execution.provisioned import PROVISIONED_INIT_TIMEOUT_S, Provisioner
 from lamina.execution.sandbox import (
@@ -142,6 +143,7 @@ class PythonEngine:
         minimal_root: bool = True,
         isolation: bool = True,
         cgroup_fs: Path = CGROUP_FS,
+        placement: Placement | None = None,
     ) -> None:
         if overcommit_ratio <= 0:
             raise ValueError(f"overcommit_ratio must be positive, not {overcommit_ratio}")
@@ -162,6 +164,7 @@ class PythonEngine:
         self._cgroups: MemoryCgroups | None = None
         self._runtimes: dict[str, str] = {}
         self._zygotes: dict[str, Zygote] = {}
+        self._placement = placement or Placement()  # the CPUs environments run on (placement.py)
         self._procs: dict[str, EnvProcess] = {}
         self._envs: dict[str, Environment] = {}
         self._idle: dict[str, list[Environment]] = {}
@@ -625,6 +628,7 @@ class PythonEngine:
                 on_exit=self._on_exit,
                 preload=names,
                 preload_paths=paths,
+                placement=self._placement,
             )
             self._zygotes[interpreter] = zygote
         return zygote

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamina.execution.placement import Placement
+
 START_TIMEOUT_S = 15.0
 
 
@@ -93,8 +95,10 @@ class Zygote:
         on_exit: ExitCallback,
         preload: Sequence[str] = (),
         preload_paths: Sequence[str] = (),
+        placement: Placement | None = None,
     ) -> None:
         self.interpreter = interpreter
+        self._placement = placement or Placement()  # the CPUs it, and so every fork of it, runs on
         self.bootstrap = bootstrap
         # Imported by the zygote before gc.freeze(): every environment forks with them in memory
         self.preload = list(preload)
@@ -149,6 +153,7 @@ class Zygote:
                 os.close(child_fd)
             theirs.close()
         self.pid = pid
+        self._placement.confine(pid)  # before its hello: it forks nothing until asked
         self._exited = asyncio.Event()
         pidfd = os.pidfd_open(pid)
         loop.add_reader(pidfd, self._on_pidfd, pid, pidfd, self._exited)
