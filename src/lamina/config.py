@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lamina.execution.placement import check_setting
+from lamina.execution.placement import check_setting, plan
 from lamina.telemetry.tracing import TracingSettings
 
 
@@ -194,6 +194,7 @@ class Settings:
         if not settings.overcommit_ratio > 0:
             raise ValueError(f"overcommit ratio must be positive, got {settings.overcommit_ratio}")
         _check_log_settings(settings)
+        plan(settings.loop_cpu, os.sched_getaffinity(0))  # a CPU this server may not run on: said now
         if settings.account_concurrency < 1:
             raise ValueError(f"account concurrency must be at least 1, got {settings.account_concurrency}")
         return settings

@@ -30,7 +30,7 @@ def test_a_number_keeps_that_cpu_if_the_server_may_run_there() -> None:
         plan("4", {0, 1})
 
 
-@pytest.mark.parametrize("bad", ["", "on", "-1", "1.5", "cpu1", "1234567"])
+@pytest.mark.parametrize("bad", ["", "on", "-1", "1.5", "cpu1", "1234567", "\u00b2"])
 def test_anything_else_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="LAMINA_LOOP_CPU must be"):
         check_setting(bad)
@@ -40,9 +40,14 @@ def test_setting_from_the_environment(tmp_path: Path) -> None:
     base = {"LAMINA_DATA_DIR": str(tmp_path)}
     assert Settings.from_env(base).loop_cpu == "auto"
     assert Settings.from_env({**base, "LAMINA_LOOP_CPU": " OFF "}).loop_cpu == "off"
-    assert Settings.from_env({**base, "LAMINA_LOOP_CPU": "3"}).loop_cpu == "3"
+    some_cpu = str(min(os.sched_getaffinity(0)))
+    assert Settings.from_env({**base, "LAMINA_LOOP_CPU": some_cpu}).loop_cpu == some_cpu
     with pytest.raises(ValueError, match="LAMINA_LOOP_CPU"):
         Settings.from_env({**base, "LAMINA_LOOP_CPU": "fast"})
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) > 1:  # a CPU this server may not run on is refused with the settings
+        with pytest.raises(ValueError, match="may only run on CPUs"):
+            Settings.from_env({**base, "LAMINA_LOOP_CPU": str(max(allowed) + 1)})
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")

@@ -57,7 +57,7 @@ class Placement:
 def check_setting(value: str) -> str:
     """``auto``, ``off`` or a CPU number (ValueError otherwise), normalised."""
     text = value.strip().lower()
-    if text in (AUTO, OFF) or (text.isdigit() and len(text) < 6):
+    if text in (AUTO, OFF) or (text.isascii() and text.isdigit() and len(text) < 6):
         return text
     raise ValueError(f"LAMINA_LOOP_CPU must be 'auto', 'off' or a CPU number, got {value!r}")
 
